@@ -1,0 +1,1 @@
+"""Datasets: registry, loading (npz or TFDS), splits, base examples, the target stream."""

@@ -1,0 +1,132 @@
+"""Loading datasets: a local `<name>.npz` first, tensorflow-datasets otherwise.
+
+Both paths return the official train and test splits as uint8 NHWC images and
+int64 labels counted from 0, checked against the registry's facts so that a wrong
+file fails loudly here rather than training on garbage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+
+from kerasdistill.data.registry import DatasetSpec, get_dataset_spec
+from kerasdistill.errors import DistillError
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclasses.dataclass(frozen=True)
+class RawDataset:
+    """Official splits of one dataset, as stored (uint8 images, labels from 0)."""
+
+    spec: DatasetSpec
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    origin: str  # the file or TFDS builder it came from, for the results
+
+
+def load_dataset(name: str, data_dir: str | None = None, download: bool = False) -> RawDataset:
+    """Loads dataset `name` from `<data_dir>/<name>.npz` or through TFDS.
+
+    Args:
+      name: a registered dataset name (see `dataset_names()`).
+      data_dir: a folder that may hold `<name>.npz` (Keras layout) and/or
+        prepared TFDS data. None: TFDS's default folder only.
+      download: whether TFDS may download and prepare the data when it is not
+        found locally.
+
+    Raises:
+      DistillError: unknown name, a malformed file, or data that is neither
+        present locally nor allowed (or able) to be downloaded.
+    """
+    spec = get_dataset_spec(name)
+    npz_path = os.path.join(data_dir, f"{name}.npz") if data_dir else None
+    if npz_path and os.path.exists(npz_path):
+        arrays = _read_npz(npz_path)
+        origin = os.path.abspath(npz_path)
+    else:
+        arrays = _read_tfds(spec, data_dir, download, npz_path)
+        origin = f"tfds:{spec.tfds_name}"
+    return _validated(spec, arrays, origin)
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as npz:
+            missing = [key for key in _NPZ_KEYS if key not in npz.files]
+            if missing:
+                raise DistillError(
+                    f"{path} lacks the arrays {missing}; expected the Keras layout "
+                    f"with arrays {list(_NPZ_KEYS)}")
+            return {key: npz[key] for key in _NPZ_KEYS}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        if isinstance(error, DistillError):
+            raise
+        raise DistillError(f"cannot read {path} as an .npz file: {error}") from None
+
+
+def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
+               npz_path: str | None) -> dict[str, np.ndarray]:
+    # Imported here: TFDS takes seconds to import and most runs use local files.
+    import tensorflow_datasets as tfds
+
+    looked_for = f"{npz_path} was not found, and " if npz_path else ""
+    how_to_fix = (
+        f"Either put {spec.name}.npz (arrays x_train, y_train, x_test, y_test, as in "
+        f"keras.datasets' mnist.npz; source: {spec.url}) in --data_dir, or allow "
+        f"tensorflow-datasets to download '{spec.tfds_name}' (--download) on a machine "
+        f"with internet access.")
+    try:
+        splits = tfds.load(spec.tfds_name, split=["train", "test"], data_dir=data_dir,
+                           download=download, as_supervised=True)
+    except Exception as error:  # TFDS raises many types (AssertionError, OSError, ...).
+        state = "could not be downloaded" if download else "is not prepared and --download is off"
+        raise DistillError(
+            f"dataset {spec.name!r}: {looked_for}TFDS dataset '{spec.tfds_name}' {state} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+            f"{how_to_fix}") from None
+    arrays = {}
+    for split_name, split in zip(("train", "test"), splits):
+        # Batching and iterating: tfds.load(batch_size=-1) aborts under mock data.
+        images, labels = [], []
+        for image_batch, label_batch in tfds.as_numpy(split.batch(8192)):
+            images.append(image_batch)
+            labels.append(label_batch)
+        arrays[f"x_{split_name}"] = np.concatenate(images)
+        arrays[f"y_{split_name}"] = np.concatenate(labels)
+    return arrays
+
+
+def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str) -> RawDataset:
+    out = {}
+    for split in ("train", "test"):
+        images = np.asarray(arrays[f"x_{split}"])
+        labels = np.asarray(arrays[f"y_{split}"]).astype(np.int64).reshape(-1)
+        if images.ndim == 3:  # greyscale stored without a channel axis
+            images = images[..., None]
+        if images.shape[1:] != spec.image_shape:
+            raise DistillError(
+                f"{origin}: {split} images have shape {images.shape[1:]}, expected "
+                f"{spec.image_shape} for {spec.name}")
+        if images.dtype != np.uint8:
+            raise DistillError(f"{origin}: {split} images are {images.dtype}, expected uint8")
+        if len(images) != len(labels):
+            raise DistillError(
+                f"{origin}: {len(images)} {split} images but {len(labels)} labels")
+        labels = labels - spec.label_offset
+        if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
+            raise DistillError(
+                f"{origin}: {split} labels span {labels.min() + spec.label_offset}.."
+                f"{labels.max() + spec.label_offset}, expected {spec.label_offset}.."
+                f"{spec.num_classes - 1 + spec.label_offset}")
+        if spec.transpose_images:
+            images = np.ascontiguousarray(np.transpose(images, (0, 2, 1, 3)))
+        out[split] = (images, labels)
+    return RawDataset(spec=spec, train_images=out["train"][0], train_labels=out["train"][1],
+                      test_images=out["test"][0], test_labels=out["test"][1], origin=origin)

@@ -1,0 +1,86 @@
+"""The datasets kerasdistill knows, with the facts the protocol needs about each."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kerasdistill.errors import DistillError
+
+# SPEC section 3: one normalisation for every greyscale target, one for every colour target.
+GREYSCALE_MEAN = (0.1307,)
+GREYSCALE_STD = (0.3081,)
+COLOUR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+COLOUR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What the protocol needs to know about one dataset.
+
+    Attributes:
+      name: our name, also the stem of the local file `<name>.npz`.
+      tfds_name: the tensorflow-datasets builder name.
+      image_shape: (height, width, channels) after loading.
+      num_classes: number of classes the labels use.
+      num_validation: examples held out of the official train split for validation.
+      label_offset: subtracted from the stored labels (EMNIST letters count from 1).
+      transpose_images: TFDS stores EMNIST images transposed relative to their
+        natural orientation; we flip them back so plots look right.
+      url: where users obtain the data by hand, for error messages.
+    """
+
+    name: str
+    tfds_name: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    num_validation: int
+    label_offset: int = 0
+    transpose_images: bool = False
+    url: str = ""
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return GREYSCALE_MEAN if self.image_shape[-1] == 1 else COLOUR_MEAN
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return GREYSCALE_STD if self.image_shape[-1] == 1 else COLOUR_STD
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in _DATASETS:
+        raise ValueError(f"dataset {spec.name!r} is already registered")
+    _DATASETS[spec.name] = spec
+    return spec
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise DistillError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}"
+        ) from None
+
+
+def dataset_names() -> list[str]:
+    return sorted(_DATASETS)
+
+
+register_dataset(DatasetSpec(
+    name="mnist", tfds_name="mnist", image_shape=(28, 28, 1), num_classes=10,
+    num_validation=10_000, url="http://yann.lecun.com/exdb/mnist/"))
+register_dataset(DatasetSpec(
+    name="fashion_mnist", tfds_name="fashion_mnist", image_shape=(28, 28, 1), num_classes=10,
+    num_validation=10_000, url="https://github.com/zalandoresearch/fashion-mnist"))
+register_dataset(DatasetSpec(
+    name="kmnist", tfds_name="kmnist", image_shape=(28, 28, 1), num_classes=10,
+    num_validation=10_000, url="https://github.com/rois-codh/kmnist"))
+register_dataset(DatasetSpec(
+    name="emnist_letters", tfds_name="emnist/letters", image_shape=(28, 28, 1),
+    # Letters are labelled 1..26 in every distribution of EMNIST letters.
+    num_classes=26, num_validation=10_000, label_offset=1, transpose_images=True,
+    url="https://www.nist.gov/itl/products-and-services/emnist-dataset"))

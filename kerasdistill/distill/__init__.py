@@ -1,0 +1,1 @@
+"""Distillation algorithms: one outer loop (meta_step, loop) and pluggable inner solvers."""

@@ -1,0 +1,47 @@
+"""Adam as a pure function of explicit state.
+
+Keras optimizers keep their moments in variables; the meta step needs them as
+plain tensors it receives and returns, so resets, checkpoints and nested tapes
+stay simple. The update is PyTorch's form of Adam (epsilon added to the
+bias-corrected root), which the reference implementation and the paper used.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import tensorflow as tf
+
+
+class AdamState(NamedTuple):
+    """Step count and first/second moments, one per parameter tensor."""
+
+    step: tf.Tensor
+    first_moments: tuple
+    second_moments: tuple
+
+
+def adam_init(params: Sequence[tf.Tensor]) -> AdamState:
+    zeros = tuple(tf.zeros_like(p) for p in params)
+    dtype = params[0].dtype if params else tf.float32
+    return AdamState(step=tf.zeros([], dtype), first_moments=zeros, second_moments=zeros)
+
+
+def adam_update(params: Sequence[tf.Tensor], grads: Sequence[tf.Tensor], state: AdamState,
+                learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999,
+                epsilon: float = 1e-8) -> tuple[tuple, AdamState]:
+    """One Adam step; returns (new_params, new_state)."""
+    step = state.step + 1
+    bias_1 = 1.0 - tf.pow(tf.cast(beta_1, step.dtype), step)
+    bias_2 = 1.0 - tf.pow(tf.cast(beta_2, step.dtype), step)
+    new_params, first, second = [], [], []
+    for param, grad, m, v in zip(params, grads, state.first_moments, state.second_moments):
+        grad = tf.convert_to_tensor(grad)  # gathers give IndexedSlices
+        m = beta_1 * m + (1.0 - beta_1) * grad
+        v = beta_2 * v + (1.0 - beta_2) * tf.square(grad)
+        update = (m / tf.cast(bias_1, m.dtype)) / (
+            tf.sqrt(v / tf.cast(bias_2, v.dtype)) + epsilon)
+        new_params.append(param - learning_rate * update)
+        first.append(m)
+        second.append(v)
+    return tuple(new_params), AdamState(step, tuple(first), tuple(second))

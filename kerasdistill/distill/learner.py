@@ -1,0 +1,55 @@
+"""The online model as explicit state, run through Keras's `stateless_call`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from kerasdistill.distill.adam import AdamState, adam_init
+
+
+class LearnerState(NamedTuple):
+    """A Keras model's weights as tensors, with the Adam state that trains them."""
+
+    weights: tuple
+    non_trainable: tuple
+    optimizer: AdamState
+
+
+def soft_cross_entropy(logits: tf.Tensor, soft_labels: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of -sum_c y_c log softmax(logits)_c.
+
+    Linear in `soft_labels`: the second-order solver's forward-mode
+    hypergradient relies on that.
+    """
+    log_probs = tf.nn.log_softmax(logits)
+    return -tf.reduce_mean(tf.reduce_sum(soft_labels * log_probs, axis=-1))
+
+
+def error_rate(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+    return tf.reduce_mean(tf.cast(tf.not_equal(predictions, labels), logits.dtype))
+
+
+class FunctionalModel:
+    """Runs one Keras model with weights passed in as tensors.
+
+    `stateless_call` makes any Keras model a pure function of its weights, so
+    nested tapes and forward accumulators can differentiate through weight
+    updates ("fast weights") without touching the model's own variables.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    def __call__(self, weights, non_trainable, images, training=True):
+        """Returns (logits, updated non-trainable weights)."""
+        logits, non_trainable = self.model.stateless_call(
+            list(weights), list(non_trainable), images, training=training)
+        return logits, tuple(non_trainable)
+
+    def fresh_learner(self, factory, seed: int) -> LearnerState:
+        weights, non_trainable = factory.initial_weights(seed)
+        return LearnerState(tuple(weights), tuple(non_trainable), adam_init(weights))

@@ -1,0 +1,76 @@
+"""The outer loop's step: one pure function shared by every inner solver."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from kerasdistill.distill.adam import AdamState, adam_init, adam_update
+from kerasdistill.distill.solver import InnerSolver
+
+
+class MetaState(NamedTuple):
+    """Everything a meta step changes: the labels, their optimizer, the learner."""
+
+    soft_labels: tf.Tensor
+    label_optimizer: AdamState
+    learner: Any
+
+
+class StepMetrics(NamedTuple):
+    outer_loss: tf.Tensor
+    outer_error: tf.Tensor
+    inner_loss: tf.Tensor
+
+
+def uniform_labels(num_base_examples: int, num_classes: int, dtype=tf.float32) -> tf.Tensor:
+    """SPEC 2: labels start uniform, every entry 1/C."""
+    return tf.fill([num_base_examples, num_classes], tf.constant(1.0 / num_classes, dtype))
+
+
+def init_meta_state(solver: InnerSolver, soft_labels: tf.Tensor, seed: int) -> MetaState:
+    return MetaState(soft_labels=soft_labels, label_optimizer=adam_init([soft_labels]),
+                     learner=solver.init_learner(seed))
+
+
+def project_to_simplex_rows(soft_labels: tf.Tensor) -> tf.Tensor:
+    """SPEC 2: clip to [0, 1], then renormalise every row to sum 1.
+
+    A row clipped to all zeros (possible only with very large label learning
+    rates) would divide by zero; it becomes uniform instead of NaN.
+    """
+    clipped = tf.clip_by_value(soft_labels, 0.0, 1.0)
+    row_sums = tf.reduce_sum(clipped, axis=-1, keepdims=True)
+    num_classes = tf.cast(tf.shape(soft_labels)[-1], soft_labels.dtype)
+    return tf.where(row_sums > 0, clipped / tf.where(row_sums > 0, row_sums, 1.0),
+                    1.0 / num_classes)
+
+
+def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
+                   jit_compile: bool = False):
+    """Returns the compiled meta step:
+
+        (state, base_images, inner_indices, outer_images, outer_labels)
+            -> (new_state, StepMetrics)
+
+    It gathers the inner batch, asks the solver for the inner labels' hypergradient,
+    scatters it into a dense gradient over all labels (dense as in the paper's
+    Adam: unselected rows still decay their moments) and applies Adam, clipping and
+    renormalisation. Traced once per input signature.
+    """
+
+    def meta_step(state: MetaState, base_images, inner_indices, outer_images, outer_labels):
+        inner_images = tf.gather(base_images, inner_indices)
+        inner_labels = tf.gather(state.soft_labels, inner_indices)
+        step = solver.meta_gradient(state.learner, inner_images, inner_labels,
+                                    outer_images, outer_labels)
+        label_grad = tf.scatter_nd(inner_indices[:, None], step.inner_label_grad,
+                                   tf.shape(state.soft_labels))
+        (soft_labels,), label_optimizer = adam_update(
+            [state.soft_labels], [label_grad], state.label_optimizer, label_learning_rate)
+        new_state = MetaState(project_to_simplex_rows(soft_labels), label_optimizer,
+                              step.learner)
+        return new_state, StepMetrics(step.outer_loss, step.outer_error, step.inner_loss)
+
+    return tf.function(meta_step, jit_compile=jit_compile, reduce_retracing=True)

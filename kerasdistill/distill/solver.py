@@ -1,0 +1,50 @@
+"""The interface between the outer loop and an inner solver.
+
+The outer loop (meta_step.py) owns the soft labels and their optimizer; a solver
+owns the online model ("learner") and says, for one inner and one outer batch,
+how the outer loss changes with the inner batch's labels. Evaluation trains
+fresh learners with the same solver, so a label set is always judged by the
+kind of model it was learned for.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+
+class SolverStep(NamedTuple):
+    """What one solver step returns to the outer loop."""
+
+    inner_label_grad: tf.Tensor  # d L_outer / d (inner batch's soft labels), n_i x C
+    learner: Any                 # the learner after its own update (step 5 of SPEC 2a/2b)
+    outer_loss: tf.Tensor
+    outer_error: tf.Tensor       # error rate on the outer batch: drives model resets
+    inner_loss: tf.Tensor
+
+
+class InnerSolver(abc.ABC):
+    """An algorithm's inner problem. Subclasses are stateless apart from their
+    fixed hyperparameters and model template: every tensor that changes during
+    training travels in the learner state they return."""
+
+    name: str
+
+    @abc.abstractmethod
+    def init_learner(self, seed: int) -> Any:
+        """A freshly initialised learner (model weights and optimizer state)."""
+
+    @abc.abstractmethod
+    def meta_gradient(self, learner, inner_images, inner_labels, outer_images,
+                      outer_labels) -> SolverStep:
+        """One step of the algorithm, without the label update."""
+
+    @abc.abstractmethod
+    def train_step(self, learner, images, soft_labels):
+        """One ordinary training step of an evaluation model; returns the learner."""
+
+    @abc.abstractmethod
+    def predict(self, learner, images) -> tf.Tensor:
+        """Logits of a trained evaluation model."""

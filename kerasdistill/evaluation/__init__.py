@@ -1,0 +1,1 @@
+"""Training fresh models on distilled sets and measuring them (SPEC section 3)."""

@@ -1,0 +1,106 @@
+"""Training fresh models on (base images, labels) and measuring them.
+
+Every evaluation in the protocol (validation during distillation, the 20 test
+repetitions, the baselines' step search) is "train a new learner for k steps of
+Adam on random inner minibatches, then measure error". One compiled while-loop
+does the training, so a 1,000-step model costs one function call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from kerasdistill.distill.solver import InnerSolver
+
+
+def random_subset(num_items: int, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
+    """`subset_size` distinct indices from range(num_items), a pure function of `seed`."""
+    keys = tf.random.stateless_uniform([num_items], seed=seed)
+    return tf.argsort(keys)[:subset_size]
+
+
+class EvaluationTrainer:
+    """Trains and measures evaluation models for one solver and one base set.
+
+    Args:
+      solver: gives the learner, its training step and its predictions.
+      base_images: the n base images (normalised, NHWC).
+      inner_batch_size: minibatch size n_i for training.
+      predict_batch_size: batch size for measuring error on large splits.
+    """
+
+    def __init__(self, solver: InnerSolver, base_images, inner_batch_size: int,
+                 predict_batch_size: int = 2000):
+        self.solver = solver
+        self.base_images = tf.convert_to_tensor(base_images)
+        self.inner_batch_size = int(inner_batch_size)
+        self.predict_batch_size = predict_batch_size
+        num_base = int(self.base_images.shape[0])
+
+        def train(learner, soft_labels, num_steps, seed, first_step):
+            def body(step, learner):
+                indices = random_subset(num_base, self.inner_batch_size,
+                                        tf.stack([seed, first_step + step]))
+                learner = solver.train_step(learner, tf.gather(self.base_images, indices),
+                                            tf.gather(soft_labels, indices))
+                return step + 1, learner
+
+            _, learner = tf.while_loop(lambda step, _: step < num_steps, body,
+                                       (tf.constant(0, tf.int32), learner))
+            return learner
+
+        def count_errors(learner, images, labels):
+            logits = solver.predict(learner, images)
+            predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+            return tf.reduce_sum(tf.cast(tf.not_equal(predictions, labels), tf.int64))
+
+        self._train = tf.function(train, reduce_retracing=True)
+        self._count_errors = tf.function(count_errors, reduce_retracing=True)
+
+    def train(self, learner, soft_labels, num_steps: int, seed: int, first_step: int = 0):
+        """Continues training `learner` for num_steps steps (0 leaves it as it is)."""
+        if num_steps <= 0:
+            return learner
+        return self._train(learner, tf.convert_to_tensor(soft_labels, self.base_images.dtype),
+                           tf.constant(num_steps, tf.int32), tf.constant(seed, tf.int32),
+                           tf.constant(first_step, tf.int32))
+
+    def error_rate(self, learner, images: np.ndarray, labels: np.ndarray) -> float:
+        errors = 0
+        for start in range(0, len(images), self.predict_batch_size):
+            errors += int(self._count_errors(
+                learner, tf.convert_to_tensor(images[start:start + self.predict_batch_size]),
+                tf.convert_to_tensor(labels[start:start + self.predict_batch_size])))
+        return errors / len(images)
+
+    def fresh_model_error(self, soft_labels, num_steps: int, seed: int, images, labels) -> float:
+        """Error of a new model trained from scratch for num_steps steps."""
+        learner = self.train(self.solver.init_learner(seed), soft_labels, num_steps, seed)
+        return self.error_rate(learner, images, labels)
+
+    def test_accuracies(self, soft_labels, num_steps: int, seeds, images, labels) -> list[float]:
+        """Accuracy of one fresh model per seed (the protocol's test repetitions)."""
+        return [1.0 - self.fresh_model_error(soft_labels, num_steps, seed, images, labels)
+                for seed in seeds]
+
+
+def baseline_checkpoints(num_base_examples: int) -> list[int]:
+    """SPEC 3: evaluate after 10, 25, 75 and every 50 steps up to 1000 (1700 when n > 100)."""
+    last = 1700 if num_base_examples > 100 else 1000
+    return sorted({10, 25, 75, *range(50, last + 1, 50)})
+
+
+def choose_num_steps(trainer: EvaluationTrainer, soft_labels, checkpoints: list[int], seed: int,
+                     images, labels) -> tuple[int, list[dict]]:
+    """Trains one model, measuring validation error at each checkpoint; returns
+    the step count with the lowest error (the first on ties) and the curve."""
+    learner = trainer.solver.init_learner(seed)
+    curve, done = [], 0
+    for checkpoint in checkpoints:
+        learner = trainer.train(learner, soft_labels, checkpoint - done, seed, first_step=done)
+        done = checkpoint
+        curve.append({"steps": checkpoint,
+                      "validation_error": trainer.error_rate(learner, images, labels)})
+    best = min(curve, key=lambda point: point["validation_error"])
+    return best["steps"], curve

@@ -1,0 +1,194 @@
+"""One experiment of the paper's protocol, end to end, writing config and results.
+
+This is what `python -m experiments.distill` runs; tests call it directly with
+tiny data. Everything it decides is written to `config.json` before the run and
+everything it measured to `results.json` after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from kerasdistill import __version__
+from kerasdistill.data.loading import load_dataset
+from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.splits import (adapt_images, normalize_images, select_base_examples,
+                                      split_target)
+from kerasdistill.distill.loop import DistillConfig, distill_labels
+from kerasdistill.distill.registry import ALGORITHMS, build_solver
+from kerasdistill.errors import DistillError
+from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkpoints,
+                                              choose_num_steps)
+from kerasdistill.models import ModelFactory, architecture_names
+from kerasdistill.seeding import BASELINE, TEST, derive_seed
+
+BASELINES = ("none", "true_labels", "label_smoothing")
+BASE_SELECTIONS = ("auto", "balanced", "unbalanced")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs; `resolved()` fills the defaults that depend on the data."""
+
+    distill: DistillConfig
+    target: str = "mnist"
+    source: str | None = None          # None: the target itself
+    algorithm: str = "second_order"
+    architecture: str = "lenet"
+    baseline: str = "none"
+    label_smoothing: float = 0.1
+    base_selection: str = "auto"       # auto: balanced within a dataset, unbalanced across
+    test_repetitions: int = 20
+    data_dir: str | None = None
+    download: bool = False
+    num_validation: int | None = None  # None: the protocol's (10,000 for MNIST)
+    target_set_size: int | None = None
+    outer_splits: int = 2
+    hypergradient: str = "forward"
+
+    def resolved(self) -> "ExperimentConfig":
+        source = self.source or self.target
+        selection = self.base_selection
+        if selection == "auto":
+            selection = "balanced" if source == self.target else "unbalanced"
+        return dataclasses.replace(self, source=source, base_selection=selection)
+
+    def check(self):
+        """Raises DistillError for any setting that cannot work, before any data is read."""
+        get_dataset_spec(self.target)
+        get_dataset_spec(self.source or self.target)
+        if self.algorithm not in ALGORITHMS:
+            raise DistillError(
+                f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
+        if self.architecture not in architecture_names():
+            raise DistillError(f"unknown architecture {self.architecture!r}; known: "
+                               f"{', '.join(architecture_names())}")
+        if self.baseline not in BASELINES:
+            raise DistillError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if self.base_selection not in BASE_SELECTIONS:
+            raise DistillError(
+                f"base_selection must be one of {BASE_SELECTIONS}, got {self.base_selection!r}")
+        if self.test_repetitions <= 0:
+            raise DistillError(f"test_repetitions must be positive, got {self.test_repetitions}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise DistillError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.outer_splits <= 0 or self.distill.outer_batch_size % self.outer_splits:
+            raise DistillError(
+                f"outer_splits={self.outer_splits} must be positive and divide "
+                f"outer_batch_size={self.distill.outer_batch_size}")
+        if self.baseline != "none" and (self.source or self.target) != self.target:
+            raise DistillError("true-label baselines need base examples from the target "
+                               "dataset (their labels are target classes); drop --source")
+
+
+def to_json_dict(config: ExperimentConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True) -> dict:
+    """Runs one experiment and writes `config.json` and `results.json` into model_dir.
+
+    Returns the results dictionary. Raises DistillError for bad input.
+    """
+    config.check()
+    config = config.resolved()
+    os.makedirs(model_dir, exist_ok=True)
+    _write_json(os.path.join(model_dir, "config.json"), {
+        **to_json_dict(config), "kerasdistill_version": __version__,
+        "tensorflow_version": tf.__version__, "python": platform.python_version()})
+    times = {}
+    start = time.perf_counter()
+    target_raw = load_dataset(config.target, config.data_dir, config.download)
+    target = split_target(target_raw, config.distill.seed, config.num_validation,
+                          config.target_set_size)
+    spec = target.spec
+    if config.source == config.target:
+        candidate_labels = target.train_labels
+        candidate_positions = target.train_positions
+        candidate_images = target_raw.train_images[target.train_positions]
+    else:
+        source_raw = load_dataset(config.source, config.data_dir, config.download)
+        candidate_labels = source_raw.train_labels
+        candidate_positions = np.arange(len(source_raw.train_labels))
+        candidate_images = source_raw.train_images
+    chosen = select_base_examples(candidate_labels, config.distill.num_base_examples,
+                                  get_dataset_spec(config.source).num_classes,
+                                  config.base_selection == "balanced", config.distill.seed)
+    base_images = normalize_images(adapt_images(candidate_images[chosen], spec.image_shape), spec)
+    base_labels = candidate_labels[chosen]
+    times["data_seconds"] = time.perf_counter() - start
+    if verbose:
+        print(f"Target {config.target}: {len(target.train_images)} train / "
+              f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
+              f"{len(base_images)} base examples from {config.source}", file=sys.stderr)
+
+    factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
+    solver = build_solver(config.algorithm, factory, outer_splits=config.outer_splits,
+                          hypergradient=config.hypergradient)
+    trainer = EvaluationTrainer(solver, base_images, config.distill.inner_batch_size)
+    results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
+    if config.baseline == "none":
+        distilled = distill_labels(
+            solver, config.distill, base_images, target,
+            checkpoint_dir=os.path.join(model_dir, "checkpoint"),
+            tensorboard_dir=os.path.join(model_dir, "tensorboard"), verbose=verbose)
+        labels, num_steps = distilled.soft_labels, distilled.num_train_steps
+        times["meta_train_seconds"] = distilled.meta_train_seconds
+        times["validation_seconds"] = distilled.validation_seconds
+        results.update({
+            "validation_error": distilled.validation_error,
+            "validation_curve": distilled.validation_curve,
+            "reset_points": distilled.reset_points, "meta_steps": distilled.meta_steps,
+            "final_labels": distilled.final_soft_labels.tolist(),
+            "resumed_from_epoch": distilled.resumed_from_epoch})
+    else:
+        labels = np.eye(spec.num_classes, dtype=np.float32)[base_labels]
+        if config.baseline == "label_smoothing":
+            labels = labels * (1.0 - config.label_smoothing) + config.label_smoothing / spec.num_classes
+        step_search_start = time.perf_counter()
+        num_steps, curve = choose_num_steps(
+            trainer, labels, baseline_checkpoints(config.distill.num_base_examples),
+            derive_seed(config.distill.seed, BASELINE), target.validation_images,
+            target.validation_labels)
+        times["validation_seconds"] = time.perf_counter() - step_search_start
+        results.update({"validation_error": min(p["validation_error"] for p in curve),
+                        "validation_curve": curve})
+
+    test_start = time.perf_counter()
+    seeds = [derive_seed(config.distill.seed, TEST, i) for i in range(config.test_repetitions)]
+    accuracies = trainer.test_accuracies(labels, num_steps, seeds, target.test_images,
+                                         target.test_labels)
+    times["test_seconds"] = time.perf_counter() - test_start
+    times["total_seconds"] = time.perf_counter() - start
+    results.update({
+        "test_accuracy_mean": float(np.mean(accuracies)),
+        "test_accuracy_std": float(np.std(accuracies)),
+        "test_accuracies": [float(a) for a in accuracies],
+        "num_train_steps": int(num_steps),
+        "labels": np.asarray(labels).tolist(),
+        "base_indices": [int(i) for i in candidate_positions[chosen]],
+        "base_source_labels": [int(i) for i in base_labels],
+        "source_origin": config.source, "target_origin": target_raw.origin,
+        "wall_times": times,
+    })
+    _write_json(os.path.join(model_dir, "results.json"), results)
+    if verbose:
+        print(f"{results['method']}: test accuracy {100 * results['test_accuracy_mean']:.2f} "
+              f"+- {100 * results['test_accuracy_std']:.2f} % over {len(accuracies)} models, "
+              f"{num_steps} training steps", file=sys.stderr)
+    return results
+
+
+def _write_json(path: str, payload: dict):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, path)

@@ -1,0 +1,80 @@
+"""Architectures by name, so the algorithms never import a model directly."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+import numpy as np
+
+from kerasdistill.errors import DistillError
+from kerasdistill.seeding import MODEL_INIT, rng_for
+
+# build(input_shape, num_classes, seed, dtype) -> a built keras.Model whose
+# last layer is the Dense classifier (the ridge-regression solver replaces it).
+BuildFn = Callable[[tuple, int, int, str], keras.Model]
+
+_ARCHITECTURES: dict[str, BuildFn] = {}
+
+
+def register_architecture(name: str, build: BuildFn) -> BuildFn:
+    if name in _ARCHITECTURES:
+        raise ValueError(f"architecture {name!r} is already registered")
+    _ARCHITECTURES[name] = build
+    return build
+
+
+def architecture_names() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def build_model(name: str, input_shape: tuple, num_classes: int, seed: int = 0,
+                dtype: str = "float32") -> keras.Model:
+    """Builds architecture `name` with freshly initialised, seeded weights."""
+    try:
+        build = _ARCHITECTURES[name]
+    except KeyError:
+        raise DistillError(
+            f"unknown architecture {name!r}; known: {', '.join(architecture_names())}") from None
+    return build(tuple(input_shape), num_classes, seed, dtype)
+
+
+def layer_seeds(seed: int, count: int) -> list[int]:
+    """Distinct per-layer initialiser seeds derived from one model seed."""
+    return [int(s) for s in rng_for(seed, MODEL_INIT).integers(0, 2**31 - 1, size=count)]
+
+
+def torch_style_initializers(fan_in: int, seed: int) -> dict:
+    """Kernel and bias initialisers equal in distribution to PyTorch's defaults
+    for Conv2d/Linear (uniform in +-1/sqrt(fan_in)), which the paper's numbers were
+    obtained with; Keras's Glorot default trains these small nets differently."""
+    bound = 1.0 / float(np.sqrt(fan_in))
+    return {
+        "kernel_initializer": keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound, seed=seed + 1),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFactory:
+    """Makes fresh models of one architecture for one task.
+
+    `template` is built once and run with explicit weights through
+    `stateless_call`; `initial_weights(seed)` gives new trainable and
+    non-trainable values for a model reset or an evaluation model.
+    """
+
+    architecture: str
+    input_shape: tuple
+    num_classes: int
+    dtype: str = "float32"
+
+    def build(self, seed: int = 0) -> keras.Model:
+        return build_model(self.architecture, self.input_shape, self.num_classes, seed, self.dtype)
+
+    def initial_weights(self, seed: int):
+        model = self.build(seed)
+        return ([v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables])
