@@ -40,6 +40,8 @@ flags.DEFINE_string("model_dir", None, "Output folder (config, results, checkpoi
 flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch run in parallel.")
 flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"],
                   "How the second-order hypergradient is computed (same value).")
+flags.DEFINE_enum("outer_precision", "auto", ["auto", "float32", "mixed_conv_bfloat16"],
+                  "Precision of the outer pass; auto: bf16 convolutions where the CPU has bf16.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the meta step (slower on CPU).")
 flags.DEFINE_boolean("verbose", True, "Show progress.")
 
@@ -68,7 +70,7 @@ def main(argv):
             test_repetitions=FLAGS.test_repetitions, data_dir=FLAGS.data_dir,
             download=FLAGS.download, num_validation=FLAGS.num_validation,
             target_set_size=FLAGS.target_set_size, outer_splits=FLAGS.outer_splits,
-            hypergradient=FLAGS.hypergradient)
+            hypergradient=FLAGS.hypergradient, outer_precision=FLAGS.outer_precision)
         run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose)
     except DistillError as error:
         print(f"error: {error}", file=sys.stderr)

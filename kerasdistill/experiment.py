@@ -53,6 +53,7 @@ class ExperimentConfig:
     target_set_size: int | None = None
     outer_splits: int = 2
     hypergradient: str = "forward"
+    outer_precision: str = "auto"      # auto: mixed bfloat16 convolutions where the CPU has bf16
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -132,7 +133,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
 
     factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
     solver = build_solver(config.algorithm, factory, outer_splits=config.outer_splits,
-                          hypergradient=config.hypergradient)
+                          hypergradient=config.hypergradient,
+                          outer_precision=config.outer_precision)
     trainer = EvaluationTrainer(solver, base_images, config.distill.inner_batch_size)
     results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
     if config.baseline == "none":
@@ -177,6 +179,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         "base_indices": [int(i) for i in candidate_positions[chosen]],
         "base_source_labels": [int(i) for i in base_labels],
         "source_origin": config.source, "target_origin": target_raw.origin,
+        "outer_precision": solver.outer_precision,
         "wall_times": times,
     })
     _write_json(os.path.join(model_dir, "results.json"), results)

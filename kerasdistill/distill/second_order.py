@@ -24,6 +24,7 @@ from kerasdistill.distill.learner import (FunctionalModel, LearnerState, error_r
                                           soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
+from kerasdistill.hardware import default_outer_precision
 from kerasdistill.models.registry import ModelFactory
 
 HYPERGRADIENT_MODES = ("forward", "reverse")
@@ -36,19 +37,26 @@ class UnrolledSGDSolver(InnerSolver):
 
     def __init__(self, factory: ModelFactory, inner_learning_rate: float = 0.01,
                  learner_learning_rate: float = 1e-3, hypergradient: str = "forward",
-                 outer_splits: int = 1, outer_dtype_policy: str | None = None):
+                 outer_splits: int = 2, outer_precision: str = "auto"):
         if hypergradient not in HYPERGRADIENT_MODES:
             raise DistillError(
                 f"hypergradient must be one of {HYPERGRADIENT_MODES}, got {hypergradient!r}")
         self.factory = factory
         self.network = FunctionalModel(factory.build(seed=0))
-        # The outer pass (1024 images) dominates the step; a mixed-precision
-        # template runs it in bfloat16 with float32 weights and loss.
-        self.outer_network = self.network if outer_dtype_policy is None else FunctionalModel(
-            dataclasses.replace(factory, dtype=outer_dtype_policy).build(seed=0))
+        # The outer pass (1024 images) is most of the step's cost. It may run in
+        # another precision than the inner pass: a second template with the same
+        # weights' structure (float64 factories always stay float64).
+        if outer_precision == "auto":
+            outer_precision = (factory.precision if factory.precision != "float32"
+                               else default_outer_precision())
+        self.outer_precision = outer_precision
+        self.outer_network = self.network if outer_precision == factory.precision else (
+            FunctionalModel(dataclasses.replace(factory, precision=outer_precision).build(0)))
         self.inner_learning_rate = inner_learning_rate
         self.learner_learning_rate = learner_learning_rate
         self.hypergradient = hypergradient
+        if outer_splits <= 0:
+            raise DistillError(f"outer_splits must be positive, got {outer_splits}")
         self.outer_splits = outer_splits
 
     def init_learner(self, seed: int) -> LearnerState:
@@ -69,7 +77,6 @@ class UnrolledSGDSolver(InnerSolver):
         for shard_images, shard_labels in zip(tf.split(images, self.outer_splits),
                                               tf.split(labels, self.outer_splits)):
             logits, _ = self.outer_network(fast_weights, non_trainable, shard_images)
-            logits = tf.cast(logits, tf.float32 if logits.dtype == tf.bfloat16 else logits.dtype)
             losses.append(tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(shard_labels, logits)))
             errors.append(error_rate(logits, shard_labels))

@@ -11,9 +11,29 @@ import numpy as np
 from kerasdistill.errors import DistillError
 from kerasdistill.seeding import MODEL_INIT, rng_for
 
-# build(input_shape, num_classes, seed, dtype) -> a built keras.Model whose
+# build(input_shape, num_classes, seed, precision) -> a built keras.Model whose
 # last layer is the Dense classifier (the ridge-regression solver replaces it).
 BuildFn = Callable[[tuple, int, int, str], keras.Model]
+
+# "float32" and "float64" compute everything in that type. "mixed_conv_bfloat16"
+# runs convolutions (and their pooling) in bfloat16 with float32 weights, and the
+# dense head in float32: on CPUs with AVX512-BF16 the convolutions, which are most
+# of LeNet's and AlexNet's cost, run about twice as fast, while the loss and the
+# classifier stay in float32 (BUILD_NOTES.md gives the measured error).
+PRECISIONS = ("float32", "float64", "mixed_conv_bfloat16")
+
+
+def layer_dtype(precision: str, kind: str) -> str:
+    """The Keras dtype policy for a layer of `kind` ("conv" or "dense")."""
+    if precision not in PRECISIONS:
+        raise DistillError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "mixed_conv_bfloat16":
+        return "mixed_bfloat16" if kind == "conv" else "float32"
+    return precision
+
+
+def input_dtype(precision: str) -> str:
+    return "float64" if precision == "float64" else "float32"
 
 _ARCHITECTURES: dict[str, BuildFn] = {}
 
@@ -30,14 +50,15 @@ def architecture_names() -> list[str]:
 
 
 def build_model(name: str, input_shape: tuple, num_classes: int, seed: int = 0,
-                dtype: str = "float32") -> keras.Model:
+                precision: str = "float32") -> keras.Model:
     """Builds architecture `name` with freshly initialised, seeded weights."""
     try:
         build = _ARCHITECTURES[name]
     except KeyError:
         raise DistillError(
             f"unknown architecture {name!r}; known: {', '.join(architecture_names())}") from None
-    return build(tuple(input_shape), num_classes, seed, dtype)
+    layer_dtype(precision, "conv")  # validates precision
+    return build(tuple(input_shape), num_classes, seed, precision)
 
 
 def layer_seeds(seed: int, count: int) -> list[int]:
@@ -69,10 +90,11 @@ class ModelFactory:
     architecture: str
     input_shape: tuple
     num_classes: int
-    dtype: str = "float32"
+    precision: str = "float32"
 
     def build(self, seed: int = 0) -> keras.Model:
-        return build_model(self.architecture, self.input_shape, self.num_classes, seed, self.dtype)
+        return build_model(self.architecture, self.input_shape, self.num_classes, seed,
+                           self.precision)
 
     def initial_weights(self, seed: int):
         model = self.build(seed)

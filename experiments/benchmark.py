@@ -1,0 +1,136 @@
+r"""Times the second-order meta step (LeNet, MNIST shapes) against a plain TF graph.
+
+  python -m experiments.benchmark                      # the default configuration
+  python -m experiments.benchmark --jit_compile        # the same under XLA
+  python -m experiments.benchmark --output_json=bench.json
+
+Every configuration in the table runs in this one process, in interleaved rounds
+(so a load that comes and goes hits all of them alike), after warm-up; the figure
+is the median milliseconds per step over all timed steps. Run it on an otherwise
+idle machine: on 2 cores any other process can double a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_boolean("jit_compile", False, "XLA-compile the configuration asked for.")
+flags.DEFINE_string("outer_precision", "auto", "float32, mixed_conv_bfloat16 or auto.")
+flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch.")
+flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"], "Hypergradient mode.")
+flags.DEFINE_integer("outer_batch_size", 1024, "Outer (target) batch size.")
+flags.DEFINE_integer("inner_batch_size", 50, "Inner batch size.")
+flags.DEFINE_integer("num_base_examples", 100, "Base examples.")
+flags.DEFINE_integer("steps", 30, "Timed steps per configuration (at least 20).")
+flags.DEFINE_integer("rounds", 3, "Interleaved rounds the timed steps are spread over.")
+flags.DEFINE_boolean("compare", True, "Also time the table's other configurations.")
+flags.DEFINE_string("output_json", None, "Write the figures for the configuration asked here.")
+
+
+def main(argv):
+    del argv
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasdistill.distill.adam import adam_init
+    from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
+    from kerasdistill.distill.plain_reference import plain_meta_step
+    from kerasdistill.distill.second_order import UnrolledSGDSolver
+    from kerasdistill.models import ModelFactory
+
+    if FLAGS.steps < 20:
+        raise app.UsageError("--steps must be at least 20")
+    rng = np.random.default_rng(0)
+    base_images = tf.constant(rng.normal(size=(FLAGS.num_base_examples, 28, 28, 1)), tf.float32)
+    outer_images = tf.constant(rng.normal(size=(FLAGS.outer_batch_size, 28, 28, 1)), tf.float32)
+    outer_labels = tf.constant(rng.integers(0, 10, FLAGS.outer_batch_size), tf.int32)
+    inner_indices = tf.constant(
+        rng.permutation(FLAGS.num_base_examples)[:FLAGS.inner_batch_size], tf.int32)
+    factory = ModelFactory("lenet", (28, 28, 1), 10)
+
+    def keras_runner(jit_compile, outer_precision, outer_splits, hypergradient):
+        solver = UnrolledSGDSolver(factory, outer_splits=outer_splits,
+                                   outer_precision=outer_precision, hypergradient=hypergradient)
+        step = make_meta_step(solver, jit_compile=jit_compile)
+        state = init_meta_state(solver, uniform_labels(FLAGS.num_base_examples, 10), seed=0)
+
+        def run(state):
+            new_state, metrics = step(state, base_images, inner_indices, outer_images,
+                                      outer_labels)
+            float(metrics.outer_loss)  # wait for the step to finish
+            return new_state
+        return run, state, solver.outer_precision
+
+    def plain_runner(jit_compile):
+        step = tf.function(plain_meta_step, jit_compile=jit_compile)
+        weights = list(factory.initial_weights(0)[0])
+        labels = uniform_labels(FLAGS.num_base_examples, 10)
+        state = (labels, adam_init([labels]), weights, adam_init(weights))
+
+        def run(state):
+            new_state = step(*state, base_images, inner_indices, outer_images, outer_labels)
+            float(new_state[0][0, 0])
+            return new_state
+        return run, state, "float32"
+
+    asked = ("library (asked)", keras_runner(FLAGS.jit_compile, FLAGS.outer_precision,
+                                             FLAGS.outer_splits, FLAGS.hypergradient))
+    configs = [asked, ("plain TF graph (reference)", plain_runner(False))]
+    if FLAGS.compare:
+        configs += [
+            ("library, float32, 1 shard", keras_runner(False, "float32", 1, "forward")),
+            ("library, float32, 2 shards", keras_runner(False, "float32", 2, "forward")),
+            ("library, float32, 2 shards, reverse", keras_runner(False, "float32", 2, "reverse")),
+            ("library, mixed bf16 conv, 2 shards",
+             keras_runner(False, "mixed_conv_bfloat16", 2, "forward")),
+            ("library, default, XLA" if not FLAGS.jit_compile else "library, default, no XLA",
+             keras_runner(not FLAGS.jit_compile, FLAGS.outer_precision, FLAGS.outer_splits,
+                          FLAGS.hypergradient)),
+        ]
+    states, timings = {}, {name: [] for name, _ in configs}
+    for name, (run, state, _) in configs:  # warm-up: tracing, compilation, caches
+        for _ in range(5):
+            state = run(state)
+        states[name] = state
+    per_round = -(-FLAGS.steps // FLAGS.rounds)
+    for _ in range(FLAGS.rounds):
+        for name, (run, _, _) in configs:
+            state = states[name]
+            for _ in range(per_round):
+                start = time.perf_counter()
+                state = run(state)
+                timings[name].append(1000 * (time.perf_counter() - start))
+            states[name] = state
+    medians = {name: float(np.median(times)) for name, times in timings.items()}
+    plain = medians["plain TF graph (reference)"]
+    print(f"\nMeta step, LeNet, outer batch {FLAGS.outer_batch_size}, inner batch "
+          f"{FLAGS.inner_batch_size}, {len(timings[asked[0]])} timed steps each "
+          f"(TensorFlow {tf.__version__}, {platform.processor() or platform.machine()})")
+    print(f"{'configuration':45s} {'precision':>20s} {'ms/step':>9s} {'vs plain':>9s}")
+    for name, (_, _, precision) in configs:
+        print(f"{name:45s} {precision:>20s} {medians[name]:9.2f} {medians[name] / plain:9.3f}")
+    if FLAGS.output_json:
+        payload = {
+            "ms_per_step_median": medians[asked[0]],
+            "plain_reference_ms_per_step_median": plain,
+            "ratio_to_plain_reference": medians[asked[0]] / plain,
+            "configuration": {"jit_compile": FLAGS.jit_compile,
+                              "outer_precision": asked[1][2],
+                              "outer_splits": FLAGS.outer_splits,
+                              "hypergradient": FLAGS.hypergradient,
+                              "outer_batch_size": FLAGS.outer_batch_size,
+                              "inner_batch_size": FLAGS.inner_batch_size},
+            "all_configurations_ms": medians,
+            "timed_steps": len(timings[asked[0]]),
+        }
+        with open(FLAGS.output_json, "w") as f:
+            json.dump(payload, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
