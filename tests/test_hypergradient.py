@@ -26,7 +26,7 @@ def _problem(dtype, inner=4, outer=16, seed=0):
 
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 def test_second_order_hypergradient_matches_finite_differences(mode):
-    factory = ModelFactory("lenet", (28, 28, 1), 10, dtype="float64")
+    factory = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
     # A large inner step makes the second-order term clearly visible.
     solver = UnrolledSGDSolver(factory, inner_learning_rate=0.5, hypergradient=mode,
                                outer_splits=2)
@@ -54,7 +54,7 @@ def test_second_order_hypergradient_matches_finite_differences(mode):
 
 def test_meta_step_equals_plain_reference_step():
     """Same inputs, same update: the Keras step and the plain-TF step agree."""
-    factory = ModelFactory("lenet", (28, 28, 1), 10, dtype="float64")
+    factory = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
     solver = UnrolledSGDSolver(factory, outer_splits=2)
     rng = np.random.default_rng(1)
     base_images = tf.constant(rng.normal(size=(12, 28, 28, 1)), tf.float64)
@@ -74,3 +74,25 @@ def test_meta_step_equals_plain_reference_step():
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-9, atol=1e-12)
     # The step must actually move the labels off their start.
     assert np.abs(new_state.soft_labels.numpy() - soft_labels.numpy()).max() > 1e-5
+
+
+def test_mixed_precision_outer_pass_stays_close_to_float32():
+    """The default on bf16-capable CPUs runs the outer convolutions in bfloat16:
+    its hypergradient must stay within a few percent of float32's."""
+    factory = ModelFactory("lenet", (28, 28, 1), 10)
+    exact = UnrolledSGDSolver(factory, outer_precision="float32")
+    mixed = UnrolledSGDSolver(factory, outer_precision="mixed_conv_bfloat16")
+    learner = exact.init_learner(seed=0)
+    rng = np.random.default_rng(0)
+    # Image-like inputs (smooth blobs), a realistic outer batch.
+    outer_images = tf.constant(rng.normal(size=(256, 28, 28, 1)).cumsum(1).cumsum(2) / 20,
+                               tf.float32)
+    outer_labels = tf.constant(rng.integers(0, 10, 256), tf.int32)
+    inner_images = outer_images[:20]
+    labels = tf.constant(rng.dirichlet(np.ones(10), size=20), tf.float32)
+    reference = exact.meta_gradient(learner, inner_images, labels, outer_images,
+                                    outer_labels).inner_label_grad.numpy()
+    approx = mixed.meta_gradient(learner, inner_images, labels, outer_images,
+                                 outer_labels).inner_label_grad.numpy()
+    relative_error = np.linalg.norm(approx - reference) / np.linalg.norm(reference)
+    assert relative_error < 0.05, relative_error

@@ -86,7 +86,8 @@ def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
         splits = tfds.load(spec.tfds_name, split=["train", "test"], data_dir=data_dir,
                            download=download, as_supervised=True)
     except Exception as error:  # TFDS raises many types (AssertionError, OSError, ...).
-        state = "could not be downloaded" if download else "is not prepared and --download is off"
+        state = ("could not be downloaded or loaded" if download
+                 else "could not be loaded (not prepared? --download is off)")
         raise DistillError(
             f"dataset {spec.name!r}: {looked_for}TFDS dataset '{spec.tfds_name}' {state} "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "

@@ -32,8 +32,9 @@ def adam_update(params: Sequence[tf.Tensor], grads: Sequence[tf.Tensor], state: 
                 epsilon: float = 1e-8) -> tuple[tuple, AdamState]:
     """One Adam step; returns (new_params, new_state)."""
     step = state.step + 1
-    bias_1 = 1.0 - tf.pow(tf.cast(beta_1, step.dtype), step)
-    bias_2 = 1.0 - tf.pow(tf.cast(beta_2, step.dtype), step)
+    # tf.constant, not tf.cast: casting a Python float goes through float32 first.
+    bias_1 = 1.0 - tf.pow(tf.constant(beta_1, step.dtype), step)
+    bias_2 = 1.0 - tf.pow(tf.constant(beta_2, step.dtype), step)
     new_params, first, second = [], [], []
     for param, grad, m, v in zip(params, grads, state.first_moments, state.second_moments):
         grad = tf.convert_to_tensor(grad)  # gathers give IndexedSlices

@@ -1,0 +1,167 @@
+"""Data: registry, npz and TFDS loading, splits, normalisation, base examples, stream."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdistill.data.loading import load_dataset
+from kerasdistill.data.pipeline import steps_per_epoch, target_batches
+from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.splits import (adapt_images, normalize_images, select_base_examples,
+                                      split_target)
+from kerasdistill.errors import DistillError
+from tests.conftest import write_fake_npz
+
+
+def test_npz_loader_and_protocol_splits(fake_data_dir):
+    raw = load_dataset("mnist", fake_data_dir)
+    assert raw.train_images.shape == (600, 28, 28, 1) and raw.train_images.dtype == np.uint8
+    assert raw.origin.endswith("mnist.npz")
+    splits = split_target(raw, seed=1, num_validation=100)
+    assert len(splits.train_images) == 500 and len(splits.validation_images) == 100
+    # Disjoint, together the whole official train split, and seed-stable.
+    both = np.concatenate([splits.train_positions, splits.validation_positions])
+    assert sorted(both.tolist()) == list(range(600))
+    again = split_target(raw, seed=1, num_validation=100)
+    np.testing.assert_array_equal(again.validation_positions, splits.validation_positions)
+    other = split_target(raw, seed=2, num_validation=100)
+    assert not np.array_equal(other.validation_positions, splits.validation_positions)
+    np.testing.assert_array_equal(splits.train_labels, raw.train_labels[splits.train_positions])
+    assert splits.train_images.dtype == np.float32
+
+
+def test_real_mnist_split_sizes_and_normalisation(shared_data_dir):
+    raw = load_dataset("mnist", shared_data_dir)
+    splits = split_target(raw, seed=1234)
+    assert (len(splits.train_images), len(splits.validation_images),
+            len(splits.test_images)) == (50_000, 10_000, 10_000)
+    # The protocol's constants make the training pixels about zero-mean, unit-variance.
+    assert abs(float(splits.train_images.mean())) < 0.01
+    assert abs(float(splits.train_images.std()) - 1.0) < 0.01
+
+
+def test_target_set_size_subsets_the_train_split(fake_data_dir):
+    splits = split_target(load_dataset("mnist", fake_data_dir), seed=0, num_validation=100,
+                          target_set_size=50)
+    assert len(splits.train_images) == 50
+    with pytest.raises(DistillError, match="target_set_size"):
+        split_target(load_dataset("mnist", fake_data_dir), seed=0, num_validation=100,
+                     target_set_size=10_000)
+
+
+def test_normalisation_constants():
+    grey = normalize_images(np.full((1, 2, 2, 1), 255, np.uint8), get_dataset_spec("mnist"))
+    np.testing.assert_allclose(grey, (1 - 0.1307) / 0.3081, rtol=1e-6)
+
+
+def test_balanced_selection_is_per_class_and_seed_stable():
+    labels = np.random.default_rng(0).integers(0, 10, 5000)
+    chosen = select_base_examples(labels, 100, 10, balanced=True, seed=1234)
+    assert len(set(chosen.tolist())) == 100
+    np.testing.assert_array_equal(np.bincount(labels[chosen], minlength=10), [10] * 10)
+    np.testing.assert_array_equal(select_base_examples(labels, 100, 10, True, 1234), chosen)
+    assert not np.array_equal(select_base_examples(labels, 100, 10, True, 1), chosen)
+
+
+def test_unbalanced_selection_ignores_classes():
+    labels = np.zeros(1000, np.int64)  # one class only: balanced selection would fail
+    chosen = select_base_examples(labels, 30, 10, balanced=False, seed=0)
+    assert len(set(chosen.tolist())) == 30
+
+
+@pytest.mark.parametrize("n,message", [(15, "divisible by the 10 classes"),
+                                       (0, "must be positive"), (10_000, "exceeds")])
+def test_bad_selection_sizes(n, message):
+    labels = np.random.default_rng(0).integers(0, 10, 500)
+    with pytest.raises(DistillError, match=message):
+        select_base_examples(labels, n, 10, balanced=True, seed=0)
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(DistillError, match="unknown dataset 'mnits'.*mnist"):
+        load_dataset("mnits", None)
+
+
+def test_missing_data_offline_names_the_file(tmp_path):
+    with pytest.raises(DistillError) as error:
+        load_dataset("mnist", str(tmp_path), download=False)
+    message = str(error.value)
+    assert str(tmp_path / "mnist.npz") in message and "--download" in message
+
+
+def test_malformed_npz_files(tmp_path):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((5, 28, 28), np.uint8))
+    with pytest.raises(DistillError, match="lacks the arrays"):
+        load_dataset("mnist", str(tmp_path))
+    write_fake_npz(str(tmp_path / "mnist.npz"), shape=(32, 32))
+    with pytest.raises(DistillError, match="expected .28, 28, 1."):
+        load_dataset("mnist", str(tmp_path))
+    write_fake_npz(str(tmp_path / "mnist.npz"), num_classes=12)
+    with pytest.raises(DistillError, match="labels span"):
+        load_dataset("mnist", str(tmp_path))
+    (tmp_path / "mnist.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DistillError, match="cannot read"):
+        load_dataset("mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["mnist", "kmnist"])
+def test_tfds_path_with_mock_data(name):
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=30):
+        raw = load_dataset(name, None, download=False)
+    assert raw.train_images.shape == (30, 28, 28, 1) and raw.origin == f"tfds:{name}"
+    assert raw.train_labels.min() >= 0 and raw.train_labels.max() < 10
+
+
+def test_tfds_emnist_letters_are_relabelled_and_transposed():
+    import tensorflow_datasets as tfds
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[2, 20] = 255  # row 2, column 20 before the transpose
+
+    def as_dataset(self, split, **kwargs):
+        del self, kwargs
+        count = 8 if split == "train" else 4
+        labels = np.arange(1, count + 1, dtype=np.int64)  # letters count from 1
+        return tf.data.Dataset.from_tensor_slices(
+            {"image": np.stack([image] * count), "label": labels})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        raw = load_dataset("emnist_letters", None, download=False)
+    assert raw.train_labels.tolist() == list(range(8))
+    assert raw.train_images[0, 20, 2, 0] == 255 and raw.train_images[0, 2, 20, 0] == 0
+
+
+def test_tfds_labels_out_of_range_are_rejected():
+    import tensorflow_datasets as tfds
+    # The generic mock draws EMNIST labels from TFDS's 37 declared classes, which
+    # the real letters data never uses (0, 27..36): the loader must refuse them.
+    with tfds.testing.mock_data(num_examples=60):
+        with pytest.raises(DistillError, match="labels span"):
+            load_dataset("emnist_letters", None, download=False)
+
+
+def test_adapt_images_between_datasets():
+    grey = np.random.default_rng(0).integers(0, 255, (3, 28, 28, 1)).astype(np.uint8)
+    colour = adapt_images(grey, (32, 32, 3))
+    assert colour.shape == (3, 32, 32, 3) and colour.dtype == np.uint8
+    np.testing.assert_array_equal(colour[..., 0], colour[..., 2])
+    assert adapt_images(colour, (28, 28, 1)).shape == (3, 28, 28, 1)
+
+
+def test_target_stream_is_static_seeded_and_covers_an_epoch():
+    images = tf.constant(np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1))
+    labels = tf.constant(np.arange(100, dtype=np.int32))
+    batches = list(target_batches(images, labels, 32, seed=3, epoch=0))
+    assert len(batches) == steps_per_epoch(100, 32) == 3
+    assert all(x.shape == (32, 1, 1, 1) for x, _ in batches)
+    seen = np.concatenate([y.numpy() for _, y in batches])
+    assert len(set(seen.tolist())) == 96  # the ragged tail is dropped, nothing repeats
+    np.testing.assert_array_equal(np.concatenate([x.numpy().ravel() for x, _ in batches]), seen)
+    again = np.concatenate([y.numpy() for _, y in target_batches(images, labels, 32, 3, 0)])
+    np.testing.assert_array_equal(again, seen)
+    next_epoch = np.concatenate([y.numpy() for _, y in target_batches(images, labels, 32, 3, 1)])
+    assert not np.array_equal(next_epoch, seen)
+    # A target set smaller than a batch is one whole batch.
+    assert len(list(target_batches(images[:10], labels[:10], 32, 0, 0))) == 1
