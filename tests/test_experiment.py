@@ -1,0 +1,119 @@
+"""End to end on tiny fake data: results files, determinism, resume, baselines."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kerasdistill.data import pipeline
+from kerasdistill.distill import loop
+from kerasdistill.distill.loop import DistillConfig
+from kerasdistill.errors import DistillError
+from kerasdistill.experiment import ExperimentConfig, run_experiment
+
+
+def _config(data_dir, **changes):
+    distill = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=3,
+                            outer_batch_size=64, seed=7, validation_every_epochs=1,
+                            reset_window=3)
+    config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=3,
+                              data_dir=data_dir, num_validation=100, outer_precision="float32")
+    return dataclasses.replace(config, **changes)
+
+
+def _run(config, model_dir):
+    return run_experiment(config, str(model_dir), verbose=False)
+
+
+def test_tiny_run_writes_valid_results(fake_data_dir, tmp_path):
+    results = _run(_config(fake_data_dir), tmp_path / "run")
+    with open(tmp_path / "run" / "results.json") as f:
+        on_disk = json.load(f)
+    with open(tmp_path / "run" / "config.json") as f:
+        config = json.load(f)
+    assert on_disk == json.loads(json.dumps(results))
+    assert config["target"] == "mnist" and config["source"] == "mnist"
+    assert config["base_selection"] == "balanced" and config["distill"]["epochs"] == 3
+    labels = np.asarray(results["labels"])
+    assert labels.shape == (10, 10)
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
+    assert labels.min() >= 0 and not np.allclose(labels, 0.1)  # learned, not uniform
+    assert len(results["test_accuracies"]) == 3
+    assert all(0.0 <= a <= 1.0 for a in results["test_accuracies"])
+    assert results["test_accuracy_mean"] == pytest.approx(np.mean(results["test_accuracies"]))
+    assert results["test_accuracy_std"] == pytest.approx(np.std(results["test_accuracies"]))
+    assert results["num_train_steps"] >= 1
+    assert len(results["base_indices"]) == 10 and len(set(results["base_indices"])) == 10
+    # base_indices point into the official train split: their labels are balanced.
+    raw = np.load(os.path.join(fake_data_dir, "mnist.npz"))
+    assert sorted(raw["y_train"][results["base_indices"]].tolist()) == list(range(10))
+    assert [p["epoch"] for p in results["validation_curve"]] == [1, 2, 3]
+    assert set(results["wall_times"]) >= {"meta_train_seconds", "validation_seconds",
+                                          "test_seconds", "total_seconds"}
+    assert os.listdir(tmp_path / "run" / "tensorboard")
+
+
+def test_same_seed_same_results(fake_data_dir, tmp_path):
+    first = _run(_config(fake_data_dir), tmp_path / "a")
+    second = _run(_config(fake_data_dir), tmp_path / "b")
+    assert first["labels"] == second["labels"]
+    assert first["test_accuracies"] == second["test_accuracies"]
+    other = _run(_config(fake_data_dir, distill=dataclasses.replace(
+        _config(fake_data_dir).distill, seed=8)), tmp_path / "c")
+    assert other["labels"] != first["labels"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(fake_data_dir, tmp_path, monkeypatch):
+    config = _config(fake_data_dir, distill=dataclasses.replace(
+        _config(fake_data_dir).distill, epochs=4))
+    uninterrupted = _run(config, tmp_path / "whole")
+
+    real_batches = pipeline.target_batches
+
+    def crash_in_epoch_2(images, labels, batch_size, seed, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_batches(images, labels, batch_size, seed, epoch)
+
+    monkeypatch.setattr(loop, "target_batches", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, tmp_path / "broken")
+    monkeypatch.setattr(loop, "target_batches", real_batches)
+    resumed = _run(config, tmp_path / "broken")
+    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["labels"] == uninterrupted["labels"]
+    assert resumed["validation_curve"] == uninterrupted["validation_curve"]
+    assert resumed["test_accuracies"] == uninterrupted["test_accuracies"]
+
+
+def test_checkpoint_of_other_settings_is_refused(fake_data_dir, tmp_path):
+    _run(_config(fake_data_dir), tmp_path / "run")
+    changed = _config(fake_data_dir, distill=dataclasses.replace(
+        _config(fake_data_dir).distill, inner_batch_size=10))
+    with pytest.raises(DistillError, match="other settings"):
+        _run(changed, tmp_path / "run")
+
+
+@pytest.mark.parametrize("baseline", ["true_labels", "label_smoothing"])
+def test_baselines_use_true_labels_and_a_validated_step_count(fake_data_dir, tmp_path, baseline):
+    results = _run(_config(fake_data_dir, baseline=baseline), tmp_path / baseline)
+    labels = np.asarray(results["labels"])
+    true_classes = np.asarray(results["base_source_labels"])
+    np.testing.assert_array_equal(labels.argmax(1), true_classes)
+    expected_top = 1.0 if baseline == "true_labels" else 0.9 + 0.1 / 10
+    np.testing.assert_allclose(labels.max(1), expected_top, rtol=1e-6)
+    assert results["num_train_steps"] in [p["steps"] for p in results["validation_curve"]]
+    assert results["validation_curve"][0]["steps"] == 10
+    assert results["validation_curve"][-1]["steps"] == 1000
+    # The fake classes are easy: true labels must train a good model.
+    assert results["test_accuracy_mean"] > 0.6
+
+
+def test_cross_dataset_uses_unbalanced_source_examples(fake_data_dir, tmp_path):
+    results = _run(_config(fake_data_dir, source="fashion_mnist"), tmp_path / "cross")
+    config = json.load(open(tmp_path / "cross" / "config.json"))
+    assert config["base_selection"] == "unbalanced" and config["source"] == "fashion_mnist"
+    assert results["source_origin"] == "fashion_mnist"
+    assert np.asarray(results["labels"]).shape == (10, 10)
