@@ -17,7 +17,8 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("target", "mnist", "Target dataset (whose test accuracy counts).")
 flags.DEFINE_string("source", None, "Dataset the base examples come from (default: target).")
-flags.DEFINE_string("algorithm", "second_order", "second_order (SPEC 2a).")
+flags.DEFINE_string("algorithm", "second_order",
+                    "second_order (SPEC 2a) or ridge_regression (SPEC 2b, LD RR).")
 flags.DEFINE_string("architecture", "lenet", "Model architecture.")
 flags.DEFINE_integer("num_base_examples", 100, "n: number of base examples.")
 flags.DEFINE_integer("inner_batch_size", 50, "n_i: inner minibatch size.")

@@ -117,3 +117,14 @@ def test_cross_dataset_uses_unbalanced_source_examples(fake_data_dir, tmp_path):
     assert config["base_selection"] == "unbalanced" and config["source"] == "fashion_mnist"
     assert results["source_origin"] == "fashion_mnist"
     assert np.asarray(results["labels"]).shape == (10, 10)
+
+
+@pytest.mark.parametrize("baseline", ["none", "true_labels"])
+def test_ridge_regression_runs_end_to_end(fake_data_dir, tmp_path, baseline):
+    results = _run(_config(fake_data_dir, algorithm="ridge_regression", baseline=baseline),
+                   tmp_path / baseline)
+    labels = np.asarray(results["labels"])
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
+    assert len(results["test_accuracies"]) == 3
+    if baseline == "true_labels":
+        assert results["test_accuracy_mean"] > 0.5  # RR models learn the easy fake classes

@@ -73,14 +73,15 @@ class UnrolledSGDSolver(InnerSolver):
     def _outer_loss(self, fast_weights, non_trainable, images, labels):
         # Independent shards of the outer batch give the inter-op scheduler
         # parallel work; each shard's ops then run well on one core.
+        # A batch the shards do not divide (a tiny target set) runs whole.
+        splits = self.outer_splits if images.shape[0] % self.outer_splits == 0 else 1
         losses, errors = [], []
-        for shard_images, shard_labels in zip(tf.split(images, self.outer_splits),
-                                              tf.split(labels, self.outer_splits)):
+        for shard_images, shard_labels in zip(tf.split(images, splits), tf.split(labels, splits)):
             logits, _ = self.outer_network(fast_weights, non_trainable, shard_images)
             losses.append(tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(shard_labels, logits)))
             errors.append(error_rate(logits, shard_labels))
-        return tf.add_n(losses) / self.outer_splits, tf.add_n(errors) / self.outer_splits
+        return tf.add_n(losses) / splits, tf.add_n(errors) / splits
 
     def meta_gradient(self, learner, inner_images, inner_labels, outer_images,
                       outer_labels) -> SolverStep:

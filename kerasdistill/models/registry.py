@@ -100,3 +100,17 @@ class ModelFactory:
         model = self.build(seed)
         return ([v.value for v in model.trainable_variables],
                 [v.value for v in model.non_trainable_variables])
+
+    def build_feature_extractor(self, seed: int = 0) -> keras.Model:
+        """The model without its last (classifier) layer: g_theta of SPEC 2b."""
+        return feature_extractor(self.build(seed))
+
+    def initial_feature_weights(self, seed: int):
+        model = self.build_feature_extractor(seed)
+        return ([v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables])
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """Shares `model`'s layers up to the classifier; outputs the penultimate features."""
+    return keras.Model(model.inputs, model.layers[-2].output, name=f"{model.name}_features")
