@@ -84,3 +84,9 @@ register_dataset(DatasetSpec(
     # Letters are labelled 1..26 in every distribution of EMNIST letters.
     num_classes=26, num_validation=10_000, label_offset=1, transpose_images=True,
     url="https://www.nist.gov/itl/products-and-services/emnist-dataset"))
+register_dataset(DatasetSpec(
+    name="cifar10", tfds_name="cifar10", image_shape=(32, 32, 3), num_classes=10,
+    num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html"))
+register_dataset(DatasetSpec(
+    name="cifar100", tfds_name="cifar100", image_shape=(32, 32, 3), num_classes=100,
+    num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html"))

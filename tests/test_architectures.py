@@ -1,0 +1,102 @@
+"""AlexNet's differentiable LRN, and one meta step of each algorithm per architecture."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
+from kerasdistill.distill.registry import build_solver
+from kerasdistill.layers.lrn import LocalResponseNormalization
+from kerasdistill.models import ModelFactory, build_model
+
+
+def _numpy_lrn(x, size, alpha, beta, k):
+    """PyTorch's LocalResponseNorm, written out channel by channel."""
+    channels = x.shape[-1]
+    out = np.empty_like(x)
+    for c in range(channels):
+        low, high = max(0, c - size // 2), min(channels, c + (size - 1) // 2 + 1)
+        window = np.sum(x[..., low:high] ** 2, axis=-1)
+        out[..., c] = x[..., c] / (k + alpha / size * window) ** beta
+    return out
+
+
+@pytest.mark.parametrize("size", [4, 5, 1])
+def test_lrn_forward_equals_reference_definition(size):
+    x = np.random.default_rng(size).normal(size=(2, 5, 5, 9)) * 3
+    layer = LocalResponseNormalization(size, alpha=0.001 / 9, beta=0.75, k=1.0, dtype="float64")
+    np.testing.assert_allclose(layer(x).numpy(), _numpy_lrn(x, size, 0.001 / 9, 0.75, 1.0),
+                               rtol=1e-12)
+
+
+def test_lrn_odd_size_matches_tensorflow_builtin():
+    # For odd sizes the window is symmetric and TF's op agrees (its alpha has no 1/size).
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 3, 3, 8)), tf.float32)
+    ours = LocalResponseNormalization(5, alpha=0.5, beta=0.75, k=2.0)(x)
+    builtin = tf.nn.local_response_normalization(x, depth_radius=2, bias=2.0, alpha=0.5 / 5,
+                                                 beta=0.75)
+    np.testing.assert_allclose(ours.numpy(), builtin.numpy(), rtol=1e-5)
+
+
+def test_lrn_second_derivatives_are_finite_and_match_finite_differences():
+    layer = LocalResponseNormalization(4, alpha=0.5, beta=0.75, k=1.0, dtype="float64")
+    x = tf.constant(np.random.default_rng(1).normal(size=(1, 2, 2, 6)))
+    direction = tf.constant(np.random.default_rng(2).normal(size=(1, 2, 2, 6)))
+
+    def gradient(values):
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            loss = tf.reduce_sum(tf.sin(layer(values)))
+        return tape.gradient(loss, values)
+
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        projected = tf.reduce_sum(gradient(x) * direction)
+    hessian_vector = outer.gradient(projected, x).numpy()
+    assert np.all(np.isfinite(hessian_vector)) and np.abs(hessian_vector).max() > 1e-3
+    eps = 1e-6
+    numeric = (gradient(x + eps * direction) - gradient(x - eps * direction)).numpy() / (2 * eps)
+    np.testing.assert_allclose(hessian_vector, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_builtin_lrn_cannot_be_differentiated_twice():
+    """Why the layer exists: TensorFlow has no gradient for LRNGrad."""
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 2, 2, 4)), tf.float32)
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = tf.reduce_sum(tf.nn.local_response_normalization(x))
+        g = tf.reduce_sum(inner.gradient(y, x))
+    with pytest.raises(LookupError):
+        outer.gradient(g, x)
+
+
+@pytest.mark.parametrize("architecture,features", [("alexnet", 192), ("resnet", 64),
+                                                   ("lenet", 84)])
+def test_cifar_architectures_build(architecture, features):
+    model = build_model(architecture, (32, 32, 3), 10, seed=0)
+    assert model.output_shape == (None, 10)
+    assert model.layers[-2].output.shape[-1] == features
+
+
+@pytest.mark.parametrize("architecture", ["alexnet", "resnet"])
+@pytest.mark.parametrize("algorithm", ["second_order", "ridge_regression"])
+def test_one_meta_step_of_each_algorithm(architecture, algorithm):
+    factory = ModelFactory(architecture, (32, 32, 3), 10)
+    solver = build_solver(algorithm, factory, outer_precision="float32")
+    rng = np.random.default_rng(0)
+    base_images = tf.constant(rng.normal(size=(20, 32, 32, 3)), tf.float32)
+    outer_images = tf.constant(rng.normal(size=(32, 32, 32, 3)), tf.float32)
+    outer_labels = tf.constant(rng.integers(0, 10, 32), tf.int32)
+    state = init_meta_state(solver, uniform_labels(20, 10), seed=0)
+    step = make_meta_step(solver)
+    new_state, metrics = step(state, base_images, tf.range(10, dtype=tf.int32), outer_images,
+                              outer_labels)
+    labels = new_state.soft_labels.numpy()
+    assert np.all(np.isfinite(labels)) and np.isfinite(float(metrics.outer_loss))
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
+    assert np.abs(labels[:10] - 0.1).max() > 0      # the inner batch's labels moved
+    # ResNet's learner carries batch-norm statistics in its non-trainable state.
+    if architecture == "resnet":
+        assert len(new_state.learner.non_trainable) > 0
