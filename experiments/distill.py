@@ -44,7 +44,23 @@ flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"],
 flags.DEFINE_enum("outer_precision", "auto", ["auto", "float32", "mixed_conv_bfloat16"],
                   "Precision of the outer pass; auto: bf16 convolutions where the CPU has bf16.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the meta step (slower on CPU).")
+flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
+                  "(architecture transfer), e.g. alexnet,lenet,resnet.")
+flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
+                  "optimizers: sgd, sgd_momentum, adam, rmsprop.")
+flags.DEFINE_list("step_offsets", [], "Also test with the learned step count shifted by "
+                  "these, e.g. -50,-20,-10,0,10,20,50,100.")
+flags.DEFINE_integer("transfer_repetitions", None, "Models per transfer setting "
+                     "(default: --test_repetitions).")
 flags.DEFINE_boolean("verbose", True, "Show progress.")
+
+
+def _integers(flag: str, values: list[str]) -> list[int]:
+    from kerasdistill.errors import DistillError
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise DistillError(f"--{flag} takes whole numbers, got {','.join(values)}") from None
 
 
 def main(argv):
@@ -71,7 +87,11 @@ def main(argv):
             test_repetitions=FLAGS.test_repetitions, data_dir=FLAGS.data_dir,
             download=FLAGS.download, num_validation=FLAGS.num_validation,
             target_set_size=FLAGS.target_set_size, outer_splits=FLAGS.outer_splits,
-            hypergradient=FLAGS.hypergradient, outer_precision=FLAGS.outer_precision)
+            hypergradient=FLAGS.hypergradient, outer_precision=FLAGS.outer_precision,
+            eval_architectures=tuple(FLAGS.eval_architectures),
+            eval_optimizers=tuple(FLAGS.eval_optimizers),
+            step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
+            transfer_repetitions=FLAGS.transfer_repetitions)
         run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose)
     except DistillError as error:
         print(f"error: {error}", file=sys.stderr)

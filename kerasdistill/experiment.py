@@ -27,6 +27,8 @@ from kerasdistill.distill.registry import ALGORITHMS, build_solver
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkpoints,
                                               choose_num_steps)
+from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
+                                              step_offset_transfer, summary)
 from kerasdistill.models import ModelFactory, architecture_names
 from kerasdistill.seeding import BASELINE, TEST, derive_seed
 
@@ -54,6 +56,10 @@ class ExperimentConfig:
     outer_splits: int = 2
     hypergradient: str = "forward"
     outer_precision: str = "auto"      # auto: mixed bfloat16 convolutions where the CPU has bf16
+    eval_architectures: tuple = ()     # architecture transfer (SPEC 5.3)
+    eval_optimizers: tuple = ()        # optimizer transfer with model.fit (SPEC 5.4)
+    step_offsets: tuple = ()           # learned step count shifted (SPEC 5.4)
+    transfer_repetitions: int | None = None  # None: test_repetitions
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -83,6 +89,16 @@ class ExperimentConfig:
             raise DistillError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.outer_splits <= 0:
             raise DistillError(f"outer_splits must be positive, got {self.outer_splits}")
+        unknown = sorted(set(self.eval_architectures) - set(architecture_names()))
+        if unknown:
+            raise DistillError(f"unknown eval architectures {unknown}; known: "
+                               f"{', '.join(architecture_names())}")
+        unknown = sorted(set(self.eval_optimizers) - set(OPTIMIZERS))
+        if unknown:
+            raise DistillError(f"unknown eval optimizers {unknown}; known: {', '.join(OPTIMIZERS)}")
+        if self.transfer_repetitions is not None and self.transfer_repetitions <= 0:
+            raise DistillError(
+                f"transfer_repetitions must be positive, got {self.transfer_repetitions}")
         if self.baseline != "none" and (self.source or self.target) != self.target:
             raise DistillError("true-label baselines need base examples from the target "
                                "dataset (their labels are target classes); drop --source")
@@ -167,6 +183,29 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     accuracies = trainer.test_accuracies(labels, num_steps, seeds, target.test_images,
                                          target.test_labels)
     times["test_seconds"] = time.perf_counter() - test_start
+
+    transfer_start = time.perf_counter()
+    transfer_seeds = seeds[:config.transfer_repetitions or config.test_repetitions]
+    if config.eval_architectures:
+        results["architecture_transfer"] = {}
+        for architecture in config.eval_architectures:
+            other = build_solver(config.algorithm, dataclasses.replace(
+                factory, architecture=architecture), outer_splits=config.outer_splits,
+                hypergradient=config.hypergradient, outer_precision=config.outer_precision)
+            other_trainer = EvaluationTrainer(other, base_images, config.distill.inner_batch_size)
+            results["architecture_transfer"][architecture] = summary(other_trainer.test_accuracies(
+                labels, num_steps, transfer_seeds, target.test_images, target.test_labels))
+    if config.step_offsets:
+        results["step_offsets"] = step_offset_transfer(
+            trainer, labels, num_steps, config.step_offsets, transfer_seeds,
+            target.test_images, target.test_labels)
+    if config.eval_optimizers:
+        results["optimizer_transfer"] = optimizer_transfer(
+            factory, config.eval_optimizers, base_images, labels, num_steps,
+            config.distill.inner_batch_size, transfer_seeds, target.test_images,
+            target.test_labels)
+    if config.eval_architectures or config.step_offsets or config.eval_optimizers:
+        times["transfer_seconds"] = time.perf_counter() - transfer_start
     times["total_seconds"] = time.perf_counter() - start
     results.update({
         "test_accuracy_mean": float(np.mean(accuracies)),

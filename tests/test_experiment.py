@@ -128,3 +128,30 @@ def test_ridge_regression_runs_end_to_end(fake_data_dir, tmp_path, baseline):
     assert len(results["test_accuracies"]) == 3
     if baseline == "true_labels":
         assert results["test_accuracy_mean"] > 0.5  # RR models learn the easy fake classes
+
+
+def test_architecture_optimizer_and_step_transfer_are_keyed(fake_data_dir, tmp_path):
+    config = _config(fake_data_dir, baseline="true_labels", eval_architectures=("lenet",),
+                     eval_optimizers=("sgd", "adam"), step_offsets=(-5, 0, 10),
+                     transfer_repetitions=2)
+    results = _run(config, tmp_path / "transfer")
+    assert set(results["architecture_transfer"]) == {"lenet"}
+    assert set(results["optimizer_transfer"]) == {"sgd", "adam"}
+    assert set(results["step_offsets"]) == {"-5", "0", "10"}
+    steps = results["num_train_steps"]
+    assert results["step_offsets"]["10"]["num_train_steps"] == steps + 10
+    for table in ("architecture_transfer", "optimizer_transfer", "step_offsets"):
+        for entry in results[table].values():
+            assert len(entry["test_accuracies"]) == 2
+            assert 0.0 <= entry["test_accuracy_mean"] <= 1.0
+    # Adam with model.fit on the true labels learns the easy fake classes.
+    assert results["optimizer_transfer"]["adam"]["test_accuracy_mean"] > 0.5
+    # Offset 0 with the same seeds reproduces the main test's first two models.
+    assert results["step_offsets"]["0"]["test_accuracies"] == results["test_accuracies"][:2]
+
+
+def test_unknown_transfer_settings_are_refused(fake_data_dir, tmp_path):
+    with pytest.raises(DistillError, match="unknown eval architectures"):
+        _run(_config(fake_data_dir, eval_architectures=("vgg",)), tmp_path / "a")
+    with pytest.raises(DistillError, match="unknown eval optimizers"):
+        _run(_config(fake_data_dir, eval_optimizers=("adagrad2",)), tmp_path / "b")
