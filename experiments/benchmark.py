@@ -1,9 +1,13 @@
-r"""Times the second-order meta step (LeNet, MNIST shapes) against a plain TF graph.
+r"""Times meta steps: second-order and ridge regression, against a plain TF graph.
 
-  python -m experiments.benchmark                      # the default configuration
+  python -m experiments.benchmark                      # second-order, LeNet, MNIST shapes
   python -m experiments.benchmark --jit_compile        # the same under XLA
   python -m experiments.benchmark --output_json=bench.json
+  python -m experiments.benchmark --algorithm=ridge_regression
+  python -m experiments.benchmark --architecture=alexnet   # CIFAR shapes (32x32x3)
 
+The plain reference (ordinary TF ops, no Keras) exists for second-order LeNet on
+MNIST shapes; for other architectures the table compares the library's configurations.
 Every configuration in the table runs in this one process, in interleaved rounds
 (so a load that comes and goes hits all of them alike), after warm-up; the figure
 is the median milliseconds per step over all timed steps. Run it on an otherwise
@@ -19,6 +23,10 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("algorithm", "second_order", ["second_order", "ridge_regression"],
+                  "Algorithm of the configuration asked for.")
+flags.DEFINE_enum("architecture", "lenet", ["lenet", "alexnet", "resnet"],
+                  "lenet: MNIST shapes (28x28x1); others: CIFAR shapes (32x32x3).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the configuration asked for.")
 flags.DEFINE_string("outer_precision", "auto", "float32, mixed_conv_bfloat16 or auto.")
 flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch.")
@@ -40,22 +48,24 @@ def main(argv):
     from kerasdistill.distill.adam import adam_init
     from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
     from kerasdistill.distill.plain_reference import plain_meta_step
-    from kerasdistill.distill.second_order import UnrolledSGDSolver
+    from kerasdistill.distill.registry import build_solver
     from kerasdistill.models import ModelFactory
 
     if FLAGS.steps < 20:
         raise app.UsageError("--steps must be at least 20")
+    shape = (28, 28, 1) if FLAGS.architecture == "lenet" else (32, 32, 3)
     rng = np.random.default_rng(0)
-    base_images = tf.constant(rng.normal(size=(FLAGS.num_base_examples, 28, 28, 1)), tf.float32)
-    outer_images = tf.constant(rng.normal(size=(FLAGS.outer_batch_size, 28, 28, 1)), tf.float32)
+    base_images = tf.constant(rng.normal(size=(FLAGS.num_base_examples, *shape)), tf.float32)
+    outer_images = tf.constant(rng.normal(size=(FLAGS.outer_batch_size, *shape)), tf.float32)
     outer_labels = tf.constant(rng.integers(0, 10, FLAGS.outer_batch_size), tf.int32)
     inner_indices = tf.constant(
         rng.permutation(FLAGS.num_base_examples)[:FLAGS.inner_batch_size], tf.int32)
-    factory = ModelFactory("lenet", (28, 28, 1), 10)
+    factory = ModelFactory(FLAGS.architecture, shape, 10)
 
-    def keras_runner(jit_compile, outer_precision, outer_splits, hypergradient):
-        solver = UnrolledSGDSolver(factory, outer_splits=outer_splits,
-                                   outer_precision=outer_precision, hypergradient=hypergradient)
+    def keras_runner(jit_compile, outer_precision, outer_splits, hypergradient,
+                     algorithm="second_order"):
+        solver = build_solver(algorithm, factory, outer_splits=outer_splits,
+                              outer_precision=outer_precision, hypergradient=hypergradient)
         step = make_meta_step(solver, jit_compile=jit_compile)
         state = init_meta_state(solver, uniform_labels(FLAGS.num_base_examples, 10), seed=0)
 
@@ -78,20 +88,27 @@ def main(argv):
             return new_state
         return run, state, "float32"
 
-    asked = ("library (asked)", keras_runner(FLAGS.jit_compile, FLAGS.outer_precision,
-                                             FLAGS.outer_splits, FLAGS.hypergradient))
-    configs = [asked, ("plain TF graph (reference)", plain_runner(False))]
+    asked = (f"{FLAGS.algorithm} (asked)", keras_runner(
+        FLAGS.jit_compile, FLAGS.outer_precision, FLAGS.outer_splits, FLAGS.hypergradient,
+        FLAGS.algorithm))
+    has_plain = FLAGS.architecture == "lenet"
+    configs = [asked] + ([("plain TF graph (reference)", plain_runner(False))] if has_plain
+                         else [])
     if FLAGS.compare:
-        configs += [
-            ("library, float32, 1 shard", keras_runner(False, "float32", 1, "forward")),
-            ("library, float32, 2 shards", keras_runner(False, "float32", 2, "forward")),
-            ("library, float32, 2 shards, reverse", keras_runner(False, "float32", 2, "reverse")),
-            ("library, mixed bf16 conv, 2 shards",
-             keras_runner(False, "mixed_conv_bfloat16", 2, "forward")),
-            ("library, default, XLA" if not FLAGS.jit_compile else "library, default, no XLA",
-             keras_runner(not FLAGS.jit_compile, FLAGS.outer_precision, FLAGS.outer_splits,
-                          FLAGS.hypergradient)),
-        ]
+        for algorithm in ("second_order", "ridge_regression"):
+            configs += [
+                (f"{algorithm}, float32, 1 shard",
+                 keras_runner(False, "float32", 1, "forward", algorithm)),
+                (f"{algorithm}, float32, 2 shards",
+                 keras_runner(False, "float32", 2, "forward", algorithm)),
+                (f"{algorithm}, mixed bf16 conv, 2 shards",
+                 keras_runner(False, "mixed_conv_bfloat16", 2, "forward", algorithm))]
+        if has_plain:
+            configs.append(("second_order, float32, 2 shards, reverse",
+                            keras_runner(False, "float32", 2, "reverse")))
+        configs.append((f"{FLAGS.algorithm}, asked, " + ("no XLA" if FLAGS.jit_compile else "XLA"),
+                        keras_runner(not FLAGS.jit_compile, FLAGS.outer_precision,
+                                     FLAGS.outer_splits, FLAGS.hypergradient, FLAGS.algorithm)))
     states, timings = {}, {name: [] for name, _ in configs}
     for name, (run, state, _) in configs:  # warm-up: tracing, compilation, caches
         for _ in range(5):
@@ -107,19 +124,21 @@ def main(argv):
                 timings[name].append(1000 * (time.perf_counter() - start))
             states[name] = state
     medians = {name: float(np.median(times)) for name, times in timings.items()}
-    plain = medians["plain TF graph (reference)"]
-    print(f"\nMeta step, LeNet, outer batch {FLAGS.outer_batch_size}, inner batch "
+    plain = medians.get("plain TF graph (reference)", medians[asked[0]])
+    baseline_name = "plain" if has_plain else "asked"
+    print(f"\nMeta step, {FLAGS.architecture} {shape}, outer batch {FLAGS.outer_batch_size}, inner batch "
           f"{FLAGS.inner_batch_size}, {len(timings[asked[0]])} timed steps each "
           f"(TensorFlow {tf.__version__}, {platform.processor() or platform.machine()})")
-    print(f"{'configuration':45s} {'precision':>20s} {'ms/step':>9s} {'vs plain':>9s}")
+    print(f"{'configuration':45s} {'precision':>20s} {'ms/step':>9s} {'vs ' + baseline_name:>9s}")
     for name, (_, _, precision) in configs:
         print(f"{name:45s} {precision:>20s} {medians[name]:9.2f} {medians[name] / plain:9.3f}")
     if FLAGS.output_json:
         payload = {
             "ms_per_step_median": medians[asked[0]],
-            "plain_reference_ms_per_step_median": plain,
-            "ratio_to_plain_reference": medians[asked[0]] / plain,
-            "configuration": {"jit_compile": FLAGS.jit_compile,
+            "plain_reference_ms_per_step_median": plain if has_plain else None,
+            "ratio_to_plain_reference": medians[asked[0]] / plain if has_plain else None,
+            "configuration": {"algorithm": FLAGS.algorithm, "architecture": FLAGS.architecture,
+                              "jit_compile": FLAGS.jit_compile,
                               "outer_precision": asked[1][2],
                               "outer_splits": FLAGS.outer_splits,
                               "hypergradient": FLAGS.hypergradient,

@@ -48,7 +48,7 @@ def fit_with_optimizer(factory: ModelFactory, optimizer_name: str, base_images, 
     model.compile(optimizer=OPTIMIZERS[optimizer_name](),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True))
     model.fit(distilled_dataset(base_images, soft_labels, batch_size, seed), epochs=1,
-              steps_per_epoch=max(num_steps, 1), verbose=0)
+              steps_per_epoch=max(num_steps, 1), shuffle=False, verbose=0)
     # Recompiled for evaluation: the test labels are class indices, not distributions.
     model.compile(metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
