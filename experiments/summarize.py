@@ -27,12 +27,16 @@ def _row(run_dir: str) -> str | None:
     distill = config["distill"]
     source = config["source"] if config["source"] != config["target"] else ""
     times = results["wall_times"]
+    distilled = config["baseline"] == "none"  # baselines have no epochs or outer pass
+    epochs = distill["epochs"] if distilled else "-"
+    precision = results.get("outer_precision", "") if distilled else "-"
+    method = results["method"] if distilled else f"{results['method']} ({config['algorithm']})"
     return (f"| {os.path.basename(run_dir.rstrip('/'))} | {config['target']} | {source} | "
-            f"{results['method']} | {distill['num_base_examples']} | "
-            f"{distill['inner_batch_size']} | {distill['epochs']} | "
+            f"{method} | {distill['num_base_examples']} | "
+            f"{distill['inner_batch_size']} | {epochs} | "
             f"{100 * results['test_accuracy_mean']:.2f} +- "
             f"{100 * results['test_accuracy_std']:.2f} | {len(results['test_accuracies'])} | "
-            f"{results['num_train_steps']} | {results.get('outer_precision', '')} | "
+            f"{results['num_train_steps']} | {precision} | "
             f"{times['total_seconds'] / 60:.1f} |")
 
 

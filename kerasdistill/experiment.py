@@ -29,7 +29,9 @@ from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkp
                                               choose_num_steps)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
+from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
 from kerasdistill.models import ModelFactory, architecture_names
+from kerasdistill.models.registry import PRECISIONS
 from kerasdistill.seeding import BASELINE, TEST, derive_seed
 
 BASELINES = ("none", "true_labels", "label_smoothing")
@@ -87,6 +89,12 @@ class ExperimentConfig:
             raise DistillError(f"test_repetitions must be positive, got {self.test_repetitions}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DistillError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.outer_precision not in ("auto", *PRECISIONS):
+            raise DistillError(f"outer_precision must be auto or one of {PRECISIONS}, "
+                               f"got {self.outer_precision!r}")
+        if self.hypergradient not in HYPERGRADIENT_MODES:
+            raise DistillError(f"hypergradient must be one of {HYPERGRADIENT_MODES}, "
+                               f"got {self.hypergradient!r}")
         if self.outer_splits <= 0:
             raise DistillError(f"outer_splits must be positive, got {self.outer_splits}")
         unknown = sorted(set(self.eval_architectures) - set(architecture_names()))
