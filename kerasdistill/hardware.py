@@ -1,8 +1,9 @@
-"""What the machine can do fast, for choices made by "auto" settings."""
+"""What the machine can do fast."""
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import tensorflow as tf
 
@@ -19,9 +20,9 @@ def cpu_has_fast_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def default_outer_precision() -> str:
-    """Mixed bfloat16 convolutions on a CPU that runs them fast; float32 elsewhere
-    (GPUs included, where we have not measured the trade-off yet)."""
-    if tf.config.list_physical_devices("GPU"):
-        return "float32"
-    return "mixed_conv_bfloat16" if cpu_has_fast_bfloat16() else "float32"
+def warn_if_slow_bfloat16(precision: str | None):
+    """bfloat16 convolutions without bf16 instructions are emulated and slow."""
+    if precision == "mixed_conv_bfloat16" and not tf.config.list_physical_devices("GPU") \
+            and not cpu_has_fast_bfloat16():
+        logging.warning("mixed_conv_bfloat16 was asked for, but this CPU has no bf16 "
+                        "instructions: the outer pass will be slower, not faster")

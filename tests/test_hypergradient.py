@@ -77,8 +77,8 @@ def test_meta_step_equals_plain_reference_step():
 
 
 def test_mixed_precision_outer_pass_stays_close_to_float32():
-    """The default on bf16-capable CPUs runs the outer convolutions in bfloat16:
-    its hypergradient must stay within a few percent of float32's."""
+    """The opt-in mixed precision runs the outer convolutions in bfloat16: its
+    hypergradient must stay within a few percent of float32's."""
     factory = ModelFactory("lenet", (28, 28, 1), 10)
     exact = UnrolledSGDSolver(factory, outer_precision="float32")
     mixed = UnrolledSGDSolver(factory, outer_precision="mixed_conv_bfloat16")

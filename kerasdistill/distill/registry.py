@@ -11,7 +11,7 @@ from kerasdistill.models.registry import ModelFactory
 ALGORITHMS = ("second_order", "ridge_regression")
 
 
-def build_solver(algorithm: str, factory: ModelFactory, outer_precision: str = "auto",
+def build_solver(algorithm: str, factory: ModelFactory, outer_precision: str | None = None,
                  outer_splits: int = 2, hypergradient: str = "forward") -> InnerSolver:
     """Makes the solver for `algorithm`. `hypergradient` concerns the second-order
     solver only (the ridge-regression gradient is first-order by construction)."""

@@ -11,7 +11,6 @@ outer batch needs a forward pass of g and nothing else: no backprop through the
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -20,9 +19,9 @@ from kerasdistill.distill.adam import AdamState, adam_init, adam_update
 from kerasdistill.distill.learner import FunctionalModel, error_rate, soft_cross_entropy
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
-from kerasdistill.hardware import default_outer_precision
+from kerasdistill.hardware import warn_if_slow_bfloat16
 from kerasdistill.layers.ridge import RidgeRegression, append_bias_column
-from kerasdistill.models.registry import ModelFactory, feature_extractor
+from kerasdistill.models.registry import ModelFactory
 
 
 class RidgeLearnerState(NamedTuple):
@@ -44,20 +43,17 @@ class RidgeRegressionSolver(InnerSolver):
 
     def __init__(self, factory: ModelFactory, l2: float = 1.0, pseudo_gradient_rate: float = 0.01,
                  learner_learning_rate: float = 1e-3, scale_learning_rate: float = 1e-2,
-                 outer_precision: str = "auto", outer_splits: int = 2):
+                 outer_precision: str | None = None, outer_splits: int = 2):
         if not 0 < pseudo_gradient_rate <= 1:
             raise DistillError(f"pseudo_gradient_rate must be in (0, 1], got {pseudo_gradient_rate}")
         if outer_splits <= 0:
             raise DistillError(f"outer_splits must be positive, got {outer_splits}")
         self.factory = factory
         self.features = FunctionalModel(factory.build_feature_extractor(seed=0))
-        if outer_precision == "auto":
-            outer_precision = (factory.precision if factory.precision != "float32"
-                               else default_outer_precision())
-        self.outer_precision = outer_precision
-        self.outer_features = self.features if outer_precision == factory.precision else (
-            FunctionalModel(feature_extractor(
-                dataclasses.replace(factory, precision=outer_precision).build(0))))
+        self.outer_precision = factory.with_precision(outer_precision).precision
+        warn_if_slow_bfloat16(outer_precision)
+        self.outer_features = self.features if self.outer_precision == factory.precision else (
+            FunctionalModel(factory.with_precision(outer_precision).build_feature_extractor(0)))
         self.ridge = RidgeRegression(l2=l2, dtype="float64" if factory.precision == "float64"
                                      else "float32")
         self.feature_dim = int(self.features.model.output.shape[-1])

@@ -15,8 +15,6 @@ the tests check that both agree with finite differences.
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
 from kerasdistill.distill.adam import adam_update
@@ -24,7 +22,7 @@ from kerasdistill.distill.learner import (FunctionalModel, LearnerState, error_r
                                           soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
-from kerasdistill.hardware import default_outer_precision
+from kerasdistill.hardware import warn_if_slow_bfloat16
 from kerasdistill.models.registry import ModelFactory
 
 HYPERGRADIENT_MODES = ("forward", "reverse")
@@ -37,7 +35,7 @@ class UnrolledSGDSolver(InnerSolver):
 
     def __init__(self, factory: ModelFactory, inner_learning_rate: float = 0.01,
                  learner_learning_rate: float = 1e-3, hypergradient: str = "forward",
-                 outer_splits: int = 2, outer_precision: str = "auto"):
+                 outer_splits: int = 2, outer_precision: str | None = None):
         if hypergradient not in HYPERGRADIENT_MODES:
             raise DistillError(
                 f"hypergradient must be one of {HYPERGRADIENT_MODES}, got {hypergradient!r}")
@@ -45,13 +43,11 @@ class UnrolledSGDSolver(InnerSolver):
         self.network = FunctionalModel(factory.build(seed=0))
         # The outer pass (1024 images) is most of the step's cost. It may run in
         # another precision than the inner pass: a second template with the same
-        # weights' structure (float64 factories always stay float64).
-        if outer_precision == "auto":
-            outer_precision = (factory.precision if factory.precision != "float32"
-                               else default_outer_precision())
-        self.outer_precision = outer_precision
-        self.outer_network = self.network if outer_precision == factory.precision else (
-            FunctionalModel(dataclasses.replace(factory, precision=outer_precision).build(0)))
+        # weights' structure, run with the learner's weights.
+        self.outer_precision = factory.with_precision(outer_precision).precision
+        warn_if_slow_bfloat16(outer_precision)
+        self.outer_network = self.network if self.outer_precision == factory.precision else (
+            FunctionalModel(factory.with_precision(outer_precision).build(seed=0)))
         self.inner_learning_rate = inner_learning_rate
         self.learner_learning_rate = learner_learning_rate
         self.hypergradient = hypergradient

@@ -92,6 +92,13 @@ class ModelFactory:
     num_classes: int
     precision: str = "float32"
 
+    def with_precision(self, precision: str | None) -> "ModelFactory":
+        """The same architecture in another precision (None: this one)."""
+        if precision is None or precision == self.precision:
+            return self
+        layer_dtype(precision, "conv")  # validates
+        return dataclasses.replace(self, precision=precision)
+
     def build(self, seed: int = 0) -> keras.Model:
         return build_model(self.architecture, self.input_shape, self.num_classes, seed,
                            self.precision)
