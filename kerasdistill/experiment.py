@@ -154,9 +154,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"{len(base_images)} base examples from {config.source}", file=sys.stderr)
 
     factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
-    solver = build_solver(config.algorithm, factory, outer_splits=config.outer_splits,
-                          hypergradient=config.hypergradient,
-                          outer_precision=config.outer_precision)
+    solver = _solver(config, factory)
     trainer = EvaluationTrainer(solver, base_images, config.distill.inner_batch_size)
     results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
     if config.baseline == "none":
@@ -197,9 +195,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     if config.eval_architectures:
         results["architecture_transfer"] = {}
         for architecture in config.eval_architectures:
-            other = build_solver(config.algorithm, dataclasses.replace(
-                factory, architecture=architecture), outer_splits=config.outer_splits,
-                hypergradient=config.hypergradient, outer_precision=config.outer_precision)
+            other = _solver(config, dataclasses.replace(factory, architecture=architecture))
             other_trainer = EvaluationTrainer(other, base_images, config.distill.inner_batch_size)
             results["architecture_transfer"][architecture] = summary(other_trainer.test_accuracies(
                 labels, num_steps, transfer_seeds, target.test_images, target.test_labels))
@@ -233,6 +229,12 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"+- {100 * results['test_accuracy_std']:.2f} % over {len(accuracies)} models, "
               f"{num_steps} training steps", file=sys.stderr)
     return results
+
+
+def _solver(config: ExperimentConfig, factory: ModelFactory):
+    return build_solver(config.algorithm, factory, outer_splits=config.outer_splits,
+                        hypergradient=config.hypergradient,
+                        outer_precision=config.outer_precision)
 
 
 def _write_json(path: str, payload: dict):
