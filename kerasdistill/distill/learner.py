@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from kerasdistill.distill.adam import AdamState, adam_init
+from kerasdistill.errors import DistillError
 
 
 class LearnerState(NamedTuple):
@@ -53,3 +54,13 @@ class FunctionalModel:
     def fresh_learner(self, factory, seed: int) -> LearnerState:
         weights, non_trainable = factory.initial_weights(seed)
         return LearnerState(tuple(weights), tuple(non_trainable), adam_init(weights))
+
+
+def outer_shards(tensors, requested: int):
+    """Splits each of `tensors` along the batch into `requested` equal shards (one
+    shard when that does not divide the batch, e.g. a tiny target set). Shards
+    give the inter-op scheduler independent work for the 2 cores."""
+    if requested <= 0:
+        raise DistillError(f"outer_splits must be positive, got {requested}")
+    count = requested if tensors[0].shape[0] % requested == 0 else 1
+    return list(zip(*[tf.split(tensor, count) for tensor in tensors]))

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from kerasdistill.distill.adam import AdamState, adam_init, adam_update
-from kerasdistill.distill.learner import FunctionalModel, error_rate, soft_cross_entropy
+from kerasdistill.distill.learner import (FunctionalModel, error_rate, outer_shards,
+                                          soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
 from kerasdistill.hardware import warn_if_slow_bfloat16
@@ -46,8 +47,6 @@ class RidgeRegressionSolver(InnerSolver):
                  outer_precision: str | None = None, outer_splits: int = 2):
         if not 0 < pseudo_gradient_rate <= 1:
             raise DistillError(f"pseudo_gradient_rate must be in (0, 1], got {pseudo_gradient_rate}")
-        if outer_splits <= 0:
-            raise DistillError(f"outer_splits must be positive, got {outer_splits}")
         self.factory = factory
         self.features = FunctionalModel(factory.build_feature_extractor(seed=0))
         self.outer_precision = factory.with_precision(outer_precision).precision
@@ -103,10 +102,9 @@ class RidgeRegressionSolver(InnerSolver):
     def meta_gradient(self, learner, inner_images, inner_labels, outer_images,
                       outer_labels) -> SolverStep:
         # The outer features do not depend on the labels: a forward pass, no tape.
-        splits = self.outer_splits if outer_images.shape[0] % self.outer_splits == 0 else 1
         outer_features = tf.concat(
             [self.outer_features(learner.weights, learner.non_trainable, shard)[0]
-             for shard in tf.split(outer_images, splits)], axis=0)
+             for (shard,) in outer_shards((outer_images,), self.outer_splits)], axis=0)
         with tf.GradientTape() as label_tape:
             label_tape.watch(inner_labels)
             classifier, inner_loss, updated = self._inner_step(learner, inner_images, inner_labels)

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from kerasdistill.distill.adam import adam_update
 from kerasdistill.distill.learner import (FunctionalModel, LearnerState, error_rate,
-                                          soft_cross_entropy)
+                                          outer_shards, soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
 from kerasdistill.hardware import warn_if_slow_bfloat16
@@ -51,8 +51,6 @@ class UnrolledSGDSolver(InnerSolver):
         self.inner_learning_rate = inner_learning_rate
         self.learner_learning_rate = learner_learning_rate
         self.hypergradient = hypergradient
-        if outer_splits <= 0:
-            raise DistillError(f"outer_splits must be positive, got {outer_splits}")
         self.outer_splits = outer_splits
 
     def init_learner(self, seed: int) -> LearnerState:
@@ -67,17 +65,13 @@ class UnrolledSGDSolver(InnerSolver):
         return loss, tape.gradient(loss, weights), non_trainable
 
     def _outer_loss(self, fast_weights, non_trainable, images, labels):
-        # Independent shards of the outer batch give the inter-op scheduler
-        # parallel work; each shard's ops then run well on one core.
-        # A batch the shards do not divide (a tiny target set) runs whole.
-        splits = self.outer_splits if images.shape[0] % self.outer_splits == 0 else 1
         losses, errors = [], []
-        for shard_images, shard_labels in zip(tf.split(images, splits), tf.split(labels, splits)):
+        for shard_images, shard_labels in outer_shards((images, labels), self.outer_splits):
             logits, _ = self.outer_network(fast_weights, non_trainable, shard_images)
             losses.append(tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(shard_labels, logits)))
             errors.append(error_rate(logits, shard_labels))
-        return tf.add_n(losses) / splits, tf.add_n(errors) / splits
+        return tf.add_n(losses) / len(losses), tf.add_n(errors) / len(errors)
 
     def meta_gradient(self, learner, inner_images, inner_labels, outer_images,
                       outer_labels) -> SolverStep:
