@@ -22,14 +22,17 @@ import time
 
 from absl import app, flags
 
+from kerasdistill.hardware import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("algorithm", "second_order", ["second_order", "ridge_regression"],
                   "Algorithm of the configuration asked for.")
 flags.DEFINE_enum("architecture", "lenet", ["lenet", "alexnet", "resnet"],
                   "lenet: MNIST shapes (28x28x1); others: CIFAR shapes (32x32x3).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the configuration asked for.")
-flags.DEFINE_enum("outer_precision", "float32", ["float32", "mixed_conv_bfloat16"],
-                  "Precision of the outer pass of the configuration asked for.")
+flags.DEFINE_enum("outer_precision", DEFAULT_OUTER_PRECISION, list(OUTER_PRECISIONS),
+                  "Precision of the outer pass of the configuration asked for "
+                  "(auto: the library's choice for this machine).")
 flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch.")
 flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"], "Hypergradient mode.")
 flags.DEFINE_integer("outer_batch_size", 1024, "Outer (target) batch size.")

@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags
 
+from kerasdistill.hardware import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("target", "mnist", "Target dataset (whose test accuracy counts).")
 flags.DEFINE_string("source", None, "Dataset the base examples come from (default: target).")
@@ -41,9 +43,10 @@ flags.DEFINE_string("model_dir", None, "Output folder (config, results, checkpoi
 flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch run in parallel.")
 flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"],
                   "How the second-order hypergradient is computed (same value).")
-flags.DEFINE_enum("outer_precision", "float32", ["float32", "mixed_conv_bfloat16"],
+flags.DEFINE_enum("outer_precision", DEFAULT_OUTER_PRECISION, list(OUTER_PRECISIONS),
                   "Precision of the outer pass. mixed_conv_bfloat16: bf16 convolutions, ~20% "
-                  "faster steps on CPUs with bf16, slightly noisier hypergradient (BUILD_NOTES).")
+                  "faster steps on CPUs with bf16 (BUILD_NOTES); auto: that on such CPUs, "
+                  "float32 elsewhere.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the meta step (slower on CPU).")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")

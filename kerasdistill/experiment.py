@@ -25,6 +25,8 @@ from kerasdistill.data.splits import (adapt_images, normalize_images, select_bas
 from kerasdistill.distill.loop import DistillConfig, distill_labels
 from kerasdistill.distill.registry import ALGORITHMS, build_solver
 from kerasdistill.errors import DistillError
+from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
+                                   resolve_outer_precision)
 from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkpoints,
                                               choose_num_steps)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
@@ -35,12 +37,12 @@ from kerasdistill.seeding import BASELINE, TEST, derive_seed
 
 BASELINES = ("none", "true_labels", "label_smoothing")
 BASE_SELECTIONS = ("auto", "balanced", "unbalanced")
-OUTER_PRECISIONS = ("float32", "mixed_conv_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything one run needs; `resolved()` fills the defaults that depend on the data."""
+    """Everything one run needs; `resolved()` fills the defaults that depend on the data
+    and the machine (config.json records the resolved values)."""
 
     distill: DistillConfig
     target: str = "mnist"
@@ -57,7 +59,7 @@ class ExperimentConfig:
     target_set_size: int | None = None
     outer_splits: int = 2
     hypergradient: str = "forward"
-    outer_precision: str = "float32"   # or mixed_conv_bfloat16: faster on bf16 CPUs, see BUILD_NOTES
+    outer_precision: str = DEFAULT_OUTER_PRECISION  # one of OUTER_PRECISIONS
     eval_architectures: tuple = ()     # architecture transfer (SPEC 5.3)
     eval_optimizers: tuple = ()        # optimizer transfer with model.fit (SPEC 5.4)
     step_offsets: tuple = ()           # learned step count shifted (SPEC 5.4)
@@ -68,7 +70,8 @@ class ExperimentConfig:
         selection = self.base_selection
         if selection == "auto":
             selection = "balanced" if source == self.target else "unbalanced"
-        return dataclasses.replace(self, source=source, base_selection=selection)
+        return dataclasses.replace(self, source=source, base_selection=selection,
+                                   outer_precision=resolve_outer_precision(self.outer_precision))
 
     def check(self):
         """Raises DistillError for any setting that cannot work, before any data is read."""

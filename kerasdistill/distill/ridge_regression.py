@@ -20,7 +20,7 @@ from kerasdistill.distill.learner import (FunctionalModel, error_rate, outer_sha
                                           soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
-from kerasdistill.hardware import warn_if_slow_bfloat16
+from kerasdistill.hardware import resolve_outer_precision, warn_if_slow_bfloat16
 from kerasdistill.layers.ridge import RidgeRegression, append_bias_column
 from kerasdistill.models.registry import ModelFactory
 
@@ -49,6 +49,8 @@ class RidgeRegressionSolver(InnerSolver):
             raise DistillError(f"pseudo_gradient_rate must be in (0, 1], got {pseudo_gradient_rate}")
         self.factory = factory
         self.features = FunctionalModel(factory.build_feature_extractor(seed=0))
+        if outer_precision is not None:
+            outer_precision = resolve_outer_precision(outer_precision)
         self.outer_precision = factory.with_precision(outer_precision).precision
         warn_if_slow_bfloat16(outer_precision)
         self.outer_features = self.features if self.outer_precision == factory.precision else (

@@ -22,7 +22,7 @@ from kerasdistill.distill.learner import (FunctionalModel, LearnerState, error_r
                                           outer_shards, soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
-from kerasdistill.hardware import warn_if_slow_bfloat16
+from kerasdistill.hardware import resolve_outer_precision, warn_if_slow_bfloat16
 from kerasdistill.models.registry import ModelFactory
 
 HYPERGRADIENT_MODES = ("forward", "reverse")
@@ -44,6 +44,8 @@ class UnrolledSGDSolver(InnerSolver):
         # The outer pass (1024 images) is most of the step's cost. It may run in
         # another precision than the inner pass: a second template with the same
         # weights' structure, run with the learner's weights.
+        if outer_precision is not None:
+            outer_precision = resolve_outer_precision(outer_precision)
         self.outer_precision = factory.with_precision(outer_precision).precision
         warn_if_slow_bfloat16(outer_precision)
         self.outer_network = self.network if self.outer_precision == factory.precision else (
