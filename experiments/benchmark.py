@@ -144,6 +144,7 @@ def main(argv):
             "configuration": {"algorithm": FLAGS.algorithm, "architecture": FLAGS.architecture,
                               "jit_compile": FLAGS.jit_compile,
                               "outer_precision": asked[1][2],
+                              "outer_precision_requested": FLAGS.outer_precision,
                               "outer_splits": FLAGS.outer_splits,
                               "hypergradient": FLAGS.hypergradient,
                               "outer_batch_size": FLAGS.outer_batch_size,

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from kerasdistill.data.loading import load_dataset
-from kerasdistill.data.pipeline import steps_per_epoch, target_batches
+from kerasdistill.data.pipeline import (epoch_index_batches, steps_per_epoch, target_batches,
+                                        target_stream)
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import (adapt_images, normalize_images, select_base_examples,
                                       split_target)
@@ -165,3 +166,17 @@ def test_target_stream_is_static_seeded_and_covers_an_epoch():
     assert not np.array_equal(next_epoch, seen)
     # A target set smaller than a batch is one whole batch.
     assert len(list(target_batches(images[:10], labels[:10], 32, 0, 0))) == 1
+
+
+def test_one_stream_over_epochs_equals_the_epochs_one_by_one():
+    # The loop reads one pipeline for the whole run (and a resumed run starts it at
+    # its epoch): it must yield exactly the per-epoch batches, in order.
+    images = tf.constant(np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1))
+    labels = tf.constant(np.arange(100, dtype=np.int32))
+    streamed = [y.numpy() for _, y in target_stream(images, labels, 32, 5, 1, 4)]
+    by_epoch = [y.numpy() for epoch in (1, 2, 3)
+                for _, y in target_batches(images, labels, 32, 5, epoch)]
+    assert len(streamed) == 3 * steps_per_epoch(100, 32)
+    np.testing.assert_array_equal(np.stack(streamed), np.stack(by_epoch))
+    np.testing.assert_array_equal(np.stack(streamed[:3]),
+                                  epoch_index_batches(100, 32, 5, 1))

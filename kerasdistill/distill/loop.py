@@ -6,6 +6,7 @@ One loop serves every algorithm; what differs lives in the `InnerSolver`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdistill.data.pipeline import steps_per_epoch, target_batches
+from kerasdistill.data.pipeline import steps_per_epoch, target_stream
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.meta_step import (MetaState, init_meta_state, make_meta_step,
                                             uniform_labels)
@@ -171,10 +172,11 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
         interval=5 if sys.stdout.isatty() else 60,
         stateful_metrics=["epoch", "outer_error_ma", "resets", "train_steps", "best_val_error"])
 
+    outer_batches = iter(target_stream(train_images, train_labels, config.outer_batch_size,
+                                       config.seed, start_epoch, config.epochs))
     for epoch in range(start_epoch, config.epochs):
         epoch_start, epoch_errors = time.perf_counter(), []
-        for outer_images, outer_labels in target_batches(
-                train_images, train_labels, config.outer_batch_size, config.seed, epoch):
+        for outer_images, outer_labels in itertools.islice(outer_batches, batches_per_epoch):
             inner_indices = rng_for(config.seed, INNER_BATCH, global_step).permutation(
                 num_base)[:config.inner_batch_size].astype(np.int32)
             state, metrics = meta_step(state, base_tensor, inner_indices, outer_images,
