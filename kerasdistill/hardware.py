@@ -31,8 +31,10 @@ def resolve_outer_precision(requested: str) -> str:
     """The outer pass's precision for `requested`; "auto" picks the fastest measured here.
 
     On a CPU with bf16 instructions the mixed bfloat16 outer pass is ~20% faster per
-    meta step than float32 (BUILD_NOTES, benchmark). Without them bf16 is emulated and
-    slower. On a GPU no measurement has been made yet, so "auto" stays float32 there.
+    meta step than float32 (BUILD_NOTES, benchmark), at some cost in accuracy
+    (RESULTS.md), which is why "auto" is not the default. Without bf16 instructions
+    bf16 is emulated and slower. On a GPU nothing has been measured yet, so "auto"
+    stays float32 there.
     """
     if requested != "auto":
         return requested
