@@ -33,9 +33,9 @@ def target_stream(images: tf.Tensor, labels: tf.Tensor, batch_size: int, seed: i
                   first_epoch: int, end_epoch: int) -> tf.data.Dataset:
     """(images, labels) outer minibatches of epochs first_epoch .. end_epoch - 1, in order.
 
-    One pipeline serves the whole run: building a tf.data pipeline per epoch and
-    tearing it down cost ~0.4 s per epoch here (~9 ms per MNIST meta step, see
-    BUILD_NOTES). Images stay in one tensor and batches are gathered from it, which
+    One pipeline serves the whole run: tearing down a finished per-epoch pipeline
+    cost from a few ms up to ~0.4 s per epoch here (erratic; up to ~19 ms per MNIST
+    meta step, see BUILD_NOTES). Images stay in one tensor and batches are gathered from it, which
     is much cheaper than shuffling image elements through a tf.data buffer. When the
     target set is smaller than a batch (SPEC 5.5, tiny target sets), the batch is
     the whole set.
