@@ -27,7 +27,7 @@ def cpu_has_fast_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_outer_precision(requested: str) -> str:
+def resolve_outer_precision(requested: str | None) -> str | None:
     """The outer pass's precision for `requested`; "auto" picks the fastest measured here.
 
     On a CPU with bf16 instructions the mixed bfloat16 outer pass is ~20% faster per
@@ -36,7 +36,7 @@ def resolve_outer_precision(requested: str) -> str:
     bf16 is emulated and slower. On a GPU nothing has been measured yet, so "auto"
     stays float32 there.
     """
-    if requested != "auto":
+    if requested != "auto":  # None (the model's own precision) and explicit names pass through
         return requested
     import tensorflow as tf
     if tf.config.list_physical_devices("GPU") or not cpu_has_fast_bfloat16():

@@ -49,8 +49,7 @@ class RidgeRegressionSolver(InnerSolver):
             raise DistillError(f"pseudo_gradient_rate must be in (0, 1], got {pseudo_gradient_rate}")
         self.factory = factory
         self.features = FunctionalModel(factory.build_feature_extractor(seed=0))
-        if outer_precision is not None:
-            outer_precision = resolve_outer_precision(outer_precision)
+        outer_precision = resolve_outer_precision(outer_precision)
         self.outer_precision = factory.with_precision(outer_precision).precision
         warn_if_slow_bfloat16(outer_precision)
         self.outer_features = self.features if self.outer_precision == factory.precision else (

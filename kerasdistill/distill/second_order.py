@@ -44,8 +44,7 @@ class UnrolledSGDSolver(InnerSolver):
         # The outer pass (1024 images) is most of the step's cost. It may run in
         # another precision than the inner pass: a second template with the same
         # weights' structure, run with the learner's weights.
-        if outer_precision is not None:
-            outer_precision = resolve_outer_precision(outer_precision)
+        outer_precision = resolve_outer_precision(outer_precision)
         self.outer_precision = factory.with_precision(outer_precision).precision
         warn_if_slow_bfloat16(outer_precision)
         self.outer_network = self.network if self.outer_precision == factory.precision else (
