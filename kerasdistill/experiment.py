@@ -2,13 +2,13 @@
 
 This is what `python -m experiments.distill` runs; tests call it directly with
 tiny data. Everything it decides is written to `config.json` before the run and
-everything it measured to `results.json` after it.
+everything it measured to `results.json` after it, with the distilled set and the
+pictures of the labels beside them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill import __version__
-from kerasdistill.data.loading import load_dataset
+from kerasdistill.data.loading import RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
-from kerasdistill.data.splits import (adapt_images, normalize_images, select_base_examples,
+from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
                                       split_target)
 from kerasdistill.distill.loop import DistillConfig, distill_labels
 from kerasdistill.distill.registry import ALGORITHMS, build_solver
@@ -32,7 +32,11 @@ from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkp
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
+from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
+                                            write_run_products)
+from kerasdistill.files import check_creatable, prepare_output_dir, write_json_atomic
 from kerasdistill.models import ModelFactory, architecture_names
+from kerasdistill.run_identity import check_model_dir, run_identity
 from kerasdistill.seeding import BASELINE, TEST, derive_seed
 
 BASELINES = ("none", "true_labels", "label_smoothing")
@@ -119,23 +123,90 @@ def to_json_dict(config: ExperimentConfig) -> dict:
     return dataclasses.asdict(config)
 
 
-def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True) -> dict:
-    """Runs one experiment and writes `config.json` and `results.json` into model_dir.
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """The data of one run: the target's splits and the base examples."""
 
-    Returns the results dictionary. Raises DistillError for bad input.
+    target_raw: RawDataset
+    target: TargetSplits
+    base_images_uint8: np.ndarray   # as the models see them before normalisation
+    base_images: np.ndarray         # normalised
+    base_labels: np.ndarray         # their classes in the source dataset
+    base_indices: np.ndarray        # positions in the source's official train split
+
+
+def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True) -> dict:
+    """Runs one experiment and writes config.json, results.json, the distilled set
+    and the pictures into model_dir.
+
+    Every check that can fail on input (settings, the data, what model_dir already
+    holds, whether it can be written) runs before the first file is written.
+    Returns the results dictionary. Raises DistillError for bad input, and
+    NonFiniteError (a DistillError) when a meta step gives NaN or infinity.
     """
     config.check()
     config = config.resolved()
-    os.makedirs(model_dir, exist_ok=True)
-    _write_json(os.path.join(model_dir, "config.json"), {
-        **to_json_dict(config), "kerasdistill_version": __version__,
-        "tensorflow_version": tf.__version__, "python": platform.python_version()})
-    times = {}
+    settings = to_json_dict(config)
+    identity = run_identity(settings)
+    check_model_dir(model_dir, settings)
+    check_creatable(model_dir, "--model_dir")
     start = time.perf_counter()
+    inputs = load_inputs(config)
+    times = {"data_seconds": time.perf_counter() - start}
+    prepare_output_dir(model_dir)
+    write_json_atomic(os.path.join(model_dir, "config.json"), {
+        **settings, "run_identity": identity, "kerasdistill_version": __version__,
+        "tensorflow_version": tf.__version__, "python": platform.python_version()})
+    if verbose:
+        target = inputs.target
+        print(f"Target {config.target}: {len(target.train_images)} train / "
+              f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
+              f"{len(inputs.base_images)} base examples from {config.source}", file=sys.stderr)
+
+    spec = inputs.target.spec
+    factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
+    solver = _solver(config, factory)
+    trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size)
+    results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
+    if config.baseline == "none":
+        labels, num_steps = _distill(config, solver, inputs, model_dir, identity, results, times,
+                                     verbose)
+    else:
+        labels, num_steps = _baseline_labels(config, trainer, inputs, results, times)
+    _evaluate(config, factory, trainer, inputs, labels, num_steps, results, times)
+    times["total_seconds"] = time.perf_counter() - start
+    results.update({
+        "num_train_steps": int(num_steps),
+        "labels": np.asarray(labels).tolist(),
+        "base_indices": [int(i) for i in inputs.base_indices],
+        "base_source_labels": [int(i) for i in inputs.base_labels],
+        "source_origin": config.source, "target_origin": inputs.target_raw.origin,
+        "outer_precision": solver.outer_precision,
+        "run_identity": identity,
+        "wall_times": times,
+    })
+    products = write_run_products(
+        {**settings, "kerasdistill_version": __version__, "tensorflow_version": tf.__version__},
+        results, inputs.base_images_uint8, solver.recipe(),
+        os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR))
+    results.update({"label_analysis": products.label_analysis,
+                    "distilled_set": DISTILLED_DIR,
+                    "plots": [f"{PLOTS_DIR}/{name}" for name in products.plots]})
+    # Written last: a results.json marks a finished run.
+    write_json_atomic(os.path.join(model_dir, "results.json"), results)
+    if verbose:
+        print(f"{results['method']}: test accuracy {100 * results['test_accuracy_mean']:.2f} "
+              f"+- {100 * results['test_accuracy_std']:.2f} % over "
+              f"{len(results['test_accuracies'])} models, {num_steps} training steps; "
+              f"distilled set in {os.path.join(model_dir, DISTILLED_DIR)}", file=sys.stderr)
+    return results
+
+
+def load_inputs(config: ExperimentConfig) -> RunInputs:
+    """Loads the target and source data and chooses the base examples (reads only)."""
     target_raw = load_dataset(config.target, config.data_dir, config.download)
     target = split_target(target_raw, config.distill.seed, config.num_validation,
                           config.target_set_size)
-    spec = target.spec
     if config.source == config.target:
         candidate_labels = target.train_labels
         candidate_positions = target.train_positions
@@ -148,50 +219,56 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     chosen = select_base_examples(candidate_labels, config.distill.num_base_examples,
                                   get_dataset_spec(config.source).num_classes,
                                   config.base_selection == "balanced", config.distill.seed)
-    base_images = normalize_images(adapt_images(candidate_images[chosen], spec.image_shape), spec)
-    base_labels = candidate_labels[chosen]
-    times["data_seconds"] = time.perf_counter() - start
-    if verbose:
-        print(f"Target {config.target}: {len(target.train_images)} train / "
-              f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
-              f"{len(base_images)} base examples from {config.source}", file=sys.stderr)
+    images_uint8 = base_images_of(candidate_images, chosen, target.spec.image_shape)
+    return RunInputs(target_raw=target_raw, target=target, base_images_uint8=images_uint8,
+                     base_images=normalize_images(images_uint8, target.spec),
+                     base_labels=candidate_labels[chosen],
+                     base_indices=candidate_positions[chosen])
 
-    factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
-    solver = _solver(config, factory)
-    trainer = EvaluationTrainer(solver, base_images, config.distill.inner_batch_size)
-    results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
-    if config.baseline == "none":
-        distilled = distill_labels(
-            solver, config.distill, base_images, target,
-            checkpoint_dir=os.path.join(model_dir, "checkpoint"),
-            tensorboard_dir=os.path.join(model_dir, "tensorboard"), verbose=verbose)
-        labels, num_steps = distilled.soft_labels, distilled.num_train_steps
-        times["meta_train_seconds"] = distilled.meta_train_seconds
-        times["validation_seconds"] = distilled.validation_seconds
-        results.update({
-            "validation_error": distilled.validation_error,
-            "validation_curve": distilled.validation_curve,
-            "reset_points": distilled.reset_points, "meta_steps": distilled.meta_steps,
-            "final_labels": distilled.final_soft_labels.tolist(),
-            "resumed_from_epoch": distilled.resumed_from_epoch})
-    else:
-        labels = np.eye(spec.num_classes, dtype=np.float32)[base_labels]
-        if config.baseline == "label_smoothing":
-            labels = labels * (1.0 - config.label_smoothing) + config.label_smoothing / spec.num_classes
-        step_search_start = time.perf_counter()
-        num_steps, curve = choose_num_steps(
-            trainer, labels, baseline_checkpoints(config.distill.num_base_examples),
-            derive_seed(config.distill.seed, BASELINE), target.validation_images,
-            target.validation_labels)
-        times["validation_seconds"] = time.perf_counter() - step_search_start
-        results.update({"validation_error": min(p["validation_error"] for p in curve),
-                        "validation_curve": curve})
 
+def _distill(config, solver, inputs: RunInputs, model_dir, identity, results, times, verbose):
+    distilled = distill_labels(
+        solver, config.distill, inputs.base_images, inputs.target,
+        checkpoint_dir=os.path.join(model_dir, "checkpoint"),
+        tensorboard_dir=os.path.join(model_dir, "tensorboard"), verbose=verbose,
+        identity=identity)
+    times["meta_train_seconds"] = distilled.meta_train_seconds
+    times["validation_seconds"] = distilled.validation_seconds
+    results.update({
+        "validation_error": distilled.validation_error,
+        "validation_curve": distilled.validation_curve,
+        "reset_points": distilled.reset_points, "meta_steps": distilled.meta_steps,
+        "final_labels": distilled.final_soft_labels.tolist(),
+        "resumed_from_epoch": distilled.resumed_from_epoch})
+    return distilled.soft_labels, distilled.num_train_steps
+
+
+def _baseline_labels(config, trainer, inputs: RunInputs, results, times):
+    """True or smoothed one-hot labels, with the step count chosen on validation."""
+    num_classes = inputs.target.spec.num_classes
+    labels = np.eye(num_classes, dtype=np.float32)[inputs.base_labels]
+    if config.baseline == "label_smoothing":
+        labels = labels * (1.0 - config.label_smoothing) + config.label_smoothing / num_classes
+    step_search_start = time.perf_counter()
+    num_steps, curve = choose_num_steps(
+        trainer, labels, baseline_checkpoints(config.distill.num_base_examples),
+        derive_seed(config.distill.seed, BASELINE), inputs.target.validation_images,
+        inputs.target.validation_labels)
+    times["validation_seconds"] = time.perf_counter() - step_search_start
+    results.update({"validation_error": min(p["validation_error"] for p in curve),
+                    "validation_curve": curve})
+    return labels, num_steps
+
+
+def _evaluate(config, factory, trainer, inputs: RunInputs, labels, num_steps, results, times):
+    """The test repetitions, then the transfer evaluations that were asked for."""
+    target = inputs.target
     test_start = time.perf_counter()
     seeds = [derive_seed(config.distill.seed, TEST, i) for i in range(config.test_repetitions)]
     accuracies = trainer.test_accuracies(labels, num_steps, seeds, target.test_images,
                                          target.test_labels)
     times["test_seconds"] = time.perf_counter() - test_start
+    results.update(summary(accuracies))
 
     transfer_start = time.perf_counter()
     transfer_seeds = seeds[:config.transfer_repetitions or config.test_repetitions]
@@ -199,7 +276,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         results["architecture_transfer"] = {}
         for architecture in config.eval_architectures:
             other = _solver(config, dataclasses.replace(factory, architecture=architecture))
-            other_trainer = EvaluationTrainer(other, base_images, config.distill.inner_batch_size)
+            other_trainer = EvaluationTrainer(other, inputs.base_images,
+                                              config.distill.inner_batch_size)
             results["architecture_transfer"][architecture] = summary(other_trainer.test_accuracies(
                 labels, num_steps, transfer_seeds, target.test_images, target.test_labels))
     if config.step_offsets:
@@ -208,40 +286,14 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
             target.test_images, target.test_labels)
     if config.eval_optimizers:
         results["optimizer_transfer"] = optimizer_transfer(
-            factory, config.eval_optimizers, base_images, labels, num_steps,
+            factory, config.eval_optimizers, inputs.base_images, labels, num_steps,
             config.distill.inner_batch_size, transfer_seeds, target.test_images,
             target.test_labels)
     if config.eval_architectures or config.step_offsets or config.eval_optimizers:
         times["transfer_seconds"] = time.perf_counter() - transfer_start
-    times["total_seconds"] = time.perf_counter() - start
-    results.update({
-        "test_accuracy_mean": float(np.mean(accuracies)),
-        "test_accuracy_std": float(np.std(accuracies)),
-        "test_accuracies": [float(a) for a in accuracies],
-        "num_train_steps": int(num_steps),
-        "labels": np.asarray(labels).tolist(),
-        "base_indices": [int(i) for i in candidate_positions[chosen]],
-        "base_source_labels": [int(i) for i in base_labels],
-        "source_origin": config.source, "target_origin": target_raw.origin,
-        "outer_precision": solver.outer_precision,
-        "wall_times": times,
-    })
-    _write_json(os.path.join(model_dir, "results.json"), results)
-    if verbose:
-        print(f"{results['method']}: test accuracy {100 * results['test_accuracy_mean']:.2f} "
-              f"+- {100 * results['test_accuracy_std']:.2f} % over {len(accuracies)} models, "
-              f"{num_steps} training steps", file=sys.stderr)
-    return results
 
 
 def _solver(config: ExperimentConfig, factory: ModelFactory):
     return build_solver(config.algorithm, factory, outer_splits=config.outer_splits,
                         hypergradient=config.hypergradient,
                         outer_precision=config.outer_precision)
-
-
-def _write_json(path: str, payload: dict):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)

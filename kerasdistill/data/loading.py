@@ -49,7 +49,8 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
     npz_path = os.path.join(data_dir, f"{name}.npz") if data_dir else None
     if npz_path and os.path.exists(npz_path):
         arrays = _read_npz(npz_path)
-        origin = os.path.abspath(npz_path)
+        # The file's name, not its path: results must not carry this machine's folders.
+        origin = os.path.basename(npz_path)
     else:
         arrays = _read_tfds(spec, data_dir, download, npz_path)
         origin = f"tfds:{spec.tfds_name}"
@@ -57,18 +58,25 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise DistillError(f"{path} is not an .npz file (not a zip archive); expected the "
+                           f"Keras layout with arrays {list(_NPZ_KEYS)}")
     try:
-        with np.load(path) as npz:
+        with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in _NPZ_KEYS if key not in npz.files]
             if missing:
                 raise DistillError(
                     f"{path} lacks the arrays {missing}; expected the Keras layout "
                     f"with arrays {list(_NPZ_KEYS)}")
             return {key: npz[key] for key in _NPZ_KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        if isinstance(error, DistillError):
-            raise
-        raise DistillError(f"cannot read {path} as an .npz file: {error}") from None
+    except DistillError:
+        raise
+    except Exception as error:  # noqa: BLE001 - zip, zlib, lzma and numpy each raise their own
+        # A truncated or damaged archive fails while an array is decompressed:
+        # zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, ValueError, OSError...
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise DistillError(f"cannot read {path} as an .npz file (truncated or damaged?): "
+                           f"{type(error).__name__}: {message[:200]}") from None
 
 
 def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,

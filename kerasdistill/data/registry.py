@@ -27,6 +27,7 @@ class DatasetSpec:
       transpose_images: TFDS stores EMNIST images transposed relative to their
         natural orientation; we flip them back so plots look right.
       url: where users obtain the data by hand, for error messages.
+      class_names: a name per class, in label order (empty: the class numbers).
     """
 
     name: str
@@ -37,6 +38,11 @@ class DatasetSpec:
     label_offset: int = 0
     transpose_images: bool = False
     url: str = ""
+    class_names: tuple[str, ...] = ()
+
+    def class_name_list(self) -> list[str]:
+        """Names for every class: the registered ones, or the class numbers."""
+        return list(self.class_names) or [str(c) for c in range(self.num_classes)]
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -75,18 +81,25 @@ register_dataset(DatasetSpec(
     num_validation=10_000, url="http://yann.lecun.com/exdb/mnist/"))
 register_dataset(DatasetSpec(
     name="fashion_mnist", tfds_name="fashion_mnist", image_shape=(28, 28, 1), num_classes=10,
-    num_validation=10_000, url="https://github.com/zalandoresearch/fashion-mnist"))
+    num_validation=10_000, url="https://github.com/zalandoresearch/fashion-mnist",
+    class_names=("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                 "sneaker", "bag", "ankle boot")))
 register_dataset(DatasetSpec(
     name="kmnist", tfds_name="kmnist", image_shape=(28, 28, 1), num_classes=10,
-    num_validation=10_000, url="https://github.com/rois-codh/kmnist"))
+    num_validation=10_000, url="https://github.com/rois-codh/kmnist",
+    # Romanised readings of the ten Kuzushiji-MNIST characters (its classmap file).
+    class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")))
 register_dataset(DatasetSpec(
     name="emnist_letters", tfds_name="emnist/letters", image_shape=(28, 28, 1),
     # Letters are labelled 1..26 in every distribution of EMNIST letters.
     num_classes=26, num_validation=10_000, label_offset=1, transpose_images=True,
-    url="https://www.nist.gov/itl/products-and-services/emnist-dataset"))
+    url="https://www.nist.gov/itl/products-and-services/emnist-dataset",
+    class_names=tuple("abcdefghijklmnopqrstuvwxyz")))
 register_dataset(DatasetSpec(
     name="cifar10", tfds_name="cifar10", image_shape=(32, 32, 3), num_classes=10,
-    num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html"))
+    num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html",
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")))
 register_dataset(DatasetSpec(
     name="cifar100", tfds_name="cifar100", image_shape=(32, 32, 3), num_classes=100,
     num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html"))

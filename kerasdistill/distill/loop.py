@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import os
 import sys
 import time
 
@@ -18,8 +16,9 @@ import tensorflow as tf
 
 from kerasdistill.data.pipeline import steps_per_epoch, target_stream
 from kerasdistill.data.splits import TargetSplits
-from kerasdistill.distill.meta_step import (MetaState, init_meta_state, make_meta_step,
-                                            uniform_labels)
+from kerasdistill.distill.checkpoint import RunCheckpoint
+from kerasdistill.distill.meta_step import (FINITE_CHECKS, MetaState, init_meta_state,
+                                            make_meta_step, uniform_labels)
 from kerasdistill.distill.resets import ResetTracker, default_reset_window
 from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.errors import DistillError
@@ -73,60 +72,59 @@ class DistillResult:
     resumed_from_epoch: int = 0
 
 
-class _Checkpoint:
-    """Run state saved at validation points, written atomically.
+class NonFiniteError(DistillError):
+    """A meta step produced a NaN or an infinity; the run stops at that step."""
 
-    Holds everything the loop needs to continue exactly: meta state (labels,
-    label optimizer, learner), reset bookkeeping, best labels so far, the curve.
-    The data order and inner batches are functions of (seed, step), so they need
-    no saving.
+
+@dataclasses.dataclass
+class RunProgress:
+    """Where a distillation run stands: saved with every checkpoint, restored on resume.
+
+    The data order and the inner batches are functions of (seed, epoch/step), so
+    together with the meta state this is everything needed to continue exactly.
     """
 
-    def __init__(self, directory: str, config: DistillConfig, solver_name: str):
-        self.directory = directory
-        self.identity = {"config": dataclasses.asdict(config), "solver": solver_name}
+    tracker: ResetTracker
+    epoch: int = 0                   # epochs completed
+    global_step: int = 0
+    num_resets: int = 0
+    best: dict = dataclasses.field(default_factory=lambda: {
+        "validation_error": float("inf"), "num_train_steps": 0})
+    best_labels: np.ndarray | None = None
+    curve: list = dataclasses.field(default_factory=list)
+    meta_seconds: float = 0.0
+    validation_seconds: float = 0.0
 
-    @property
-    def _arrays_path(self):
-        return os.path.join(self.directory, "checkpoint.npz")
+    def record(self, identity: dict) -> dict:
+        """JSON-ready, for the checkpoint (best labels travel as a tensor)."""
+        return {"identity": identity, "epoch": self.epoch, "global_step": self.global_step,
+                "num_resets": self.num_resets, "tracker": self.tracker.state_dict(),
+                "best": self.best, "curve": self.curve, "meta_seconds": self.meta_seconds,
+                "validation_seconds": self.validation_seconds}
 
-    @property
-    def _progress_path(self):
-        return os.path.join(self.directory, "checkpoint.json")
+    @classmethod
+    def from_record(cls, record: dict, best_labels) -> "RunProgress":
+        return cls(tracker=ResetTracker.from_state_dict(record["tracker"]),
+                   epoch=record["epoch"], global_step=record["global_step"],
+                   num_resets=record["num_resets"], best=record["best"],
+                   best_labels=best_labels, curve=record["curve"],
+                   meta_seconds=record["meta_seconds"],
+                   validation_seconds=record["validation_seconds"])
 
-    def exists(self) -> bool:
-        return os.path.exists(self._progress_path) and os.path.exists(self._arrays_path)
 
-    def save(self, state: MetaState, best_labels, progress: dict):
-        os.makedirs(self.directory, exist_ok=True)
-        arrays = {f"state_{i}": np.asarray(t) for i, t in enumerate(tf.nest.flatten(state))}
-        if best_labels is not None:
-            arrays["best_labels"] = np.asarray(best_labels)
-        tmp = self._arrays_path + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self._arrays_path)
-        tmp = self._progress_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({**self.identity, **progress}, f)
-        os.replace(tmp, self._progress_path)
-
-    def load(self, template: MetaState):
-        with open(self._progress_path) as f:
-            progress = json.load(f)
-        saved = {key: progress.pop(key) for key in self.identity}
-        if saved != self.identity:
-            raise DistillError(
-                f"the checkpoint in {self.directory} was written by a run with other settings "
-                f"({saved}); use another --model_dir or delete the checkpoint to start afresh")
-        with np.load(self._arrays_path) as npz:
-            flat = [tf.constant(npz[f"state_{i}"]) for i in range(len(tf.nest.flatten(template)))]
-            best_labels = npz["best_labels"] if "best_labels" in npz.files else None
-        return tf.nest.pack_sequence_as(template, flat), best_labels, progress
+def default_identity(config: DistillConfig, solver: InnerSolver) -> dict:
+    """The checkpoint's identity when the caller gives none: the distillation
+    settings that change the labels, and the solver."""
+    settings = dataclasses.asdict(config)
+    for free in ("epochs", "jit_compile"):
+        settings.pop(free)
+    return {"distill": settings, "solver": solver.name}
 
 
 def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.ndarray,
                    target: TargetSplits, checkpoint_dir: str | None = None,
-                   tensorboard_dir: str | None = None, verbose: bool = True) -> DistillResult:
+                   tensorboard_dir: str | None = None, verbose: bool = True,
+                   identity: dict | None = None) -> DistillResult:
     """Learns soft labels for `base_images` so that models trained on them do well on `target`.
 
     Args:
@@ -138,99 +136,161 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
       checkpoint_dir: where to save and, if a checkpoint is there, resume from.
       tensorboard_dir: where to write TensorBoard summaries (None: none).
       verbose: show a progress bar.
+      identity: what the checkpoint must match to be resumed (default: the
+        distillation settings and the solver; experiments pass the run identity).
+
+    Raises:
+      NonFiniteError: a step gave a non-finite outer loss, hypergradient or labels.
+      DistillError: a checkpoint of another run, or none readable.
     """
-    num_base, num_classes = len(base_images), target.spec.num_classes
+    num_base = len(base_images)
     if num_base != config.num_base_examples:
         raise DistillError(f"got {num_base} base images, config says {config.num_base_examples}")
-    window = config.reset_window or default_reset_window(num_base, num_classes)
-    meta_step = make_meta_step(solver, config.label_learning_rate, config.jit_compile)
-    trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
-    base_tensor = tf.constant(base_images)
-    train_images = tf.constant(target.train_images)
-    train_labels = tf.constant(target.train_labels.astype(np.int32))
-    batches_per_epoch = steps_per_epoch(len(target.train_images), config.outer_batch_size)
-
-    state = init_meta_state(solver, uniform_labels(num_base, num_classes),
-                            derive_seed(config.seed, LEARNER, 0))
-    tracker = ResetTracker(window)
-    best_labels, best = None, {"validation_error": float("inf"), "num_train_steps": 0}
-    curve, start_epoch, global_step, num_resets = [], 0, 0, 0
-    meta_seconds = validation_seconds = 0.0
-    checkpoint = _Checkpoint(checkpoint_dir, config, solver.name) if checkpoint_dir else None
-    if checkpoint and checkpoint.exists():
-        state, best_labels, progress = checkpoint.load(state)
-        tracker = ResetTracker.from_state_dict(progress["tracker"])
-        best, curve = progress["best"], progress["curve"]
-        start_epoch, global_step = progress["epoch"], progress["global_step"]
-        num_resets = progress["num_resets"]
-        meta_seconds, validation_seconds = progress["meta_seconds"], progress["validation_seconds"]
-        if verbose:
-            print(f"Resuming from {checkpoint_dir} at epoch {start_epoch}", file=sys.stderr)
+    run = _LabelDistillation(solver, config, base_images, target, verbose)
+    identity = identity if identity is not None else default_identity(config, solver)
+    checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
+    state, progress = run.restore(checkpoint, identity)
     writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
-    progbar = keras.utils.Progbar(
-        config.epochs * batches_per_epoch, verbose=1 if verbose else 0,
-        interval=5 if sys.stdout.isatty() else 60,
-        stateful_metrics=["epoch", "outer_error_ma", "resets", "train_steps", "best_val_error"])
-
-    outer_batches = iter(target_stream(train_images, train_labels, config.outer_batch_size,
-                                       config.seed, start_epoch, config.epochs))
-    for epoch in range(start_epoch, config.epochs):
-        epoch_start, epoch_errors = time.perf_counter(), []
-        for outer_images, outer_labels in itertools.islice(outer_batches, batches_per_epoch):
-            inner_indices = rng_for(config.seed, INNER_BATCH, global_step).permutation(
-                num_base)[:config.inner_batch_size].astype(np.int32)
-            state, metrics = meta_step(state, base_tensor, inner_indices, outer_images,
-                                       outer_labels)
-            outer_error = float(metrics.outer_error)
-            epoch_errors.append(outer_error)
-            global_step += 1
-            if tracker.update(outer_error):
-                num_resets += 1
-                state = state._replace(
-                    learner=solver.init_learner(derive_seed(config.seed, LEARNER, num_resets)))
-            progbar.update(global_step, [
-                ("epoch", epoch + 1), ("outer_error_ma", float(np.mean(tracker.recent or [0]))),
-                ("resets", num_resets), ("train_steps", tracker.num_train_steps()),
-                ("best_val_error", best["validation_error"])])
-        meta_seconds += time.perf_counter() - epoch_start
-        if writer:
-            with writer.as_default(step=epoch + 1):
-                tf.summary.scalar("outer_error", float(np.mean(epoch_errors)))
-                tf.summary.scalar("resets", num_resets)
-                _label_summaries(state.soft_labels.numpy())
-
-        last_epoch = epoch + 1 == config.epochs
-        if (epoch + 1) % config.validation_every_epochs and not last_epoch:
+    outer_batches = iter(target_stream(run.train_images, run.train_labels,
+                                       config.outer_batch_size, config.seed, progress.epoch,
+                                       config.epochs))
+    progbar = run.progress_bar()
+    for epoch in range(progress.epoch, config.epochs):
+        state = run.train_epoch(state, progress, outer_batches, progbar, writer)
+        if (epoch + 1) % config.validation_every_epochs and epoch + 1 != config.epochs:
             continue
-        validation_start = time.perf_counter()
-        num_steps = tracker.num_train_steps()
-        error = trainer.fresh_model_error(
-            state.soft_labels, num_steps, derive_seed(config.seed, VALIDATION, epoch),
-            target.validation_images, target.validation_labels)
-        validation_seconds += time.perf_counter() - validation_start
-        curve.append({"epoch": epoch + 1, "meta_step": global_step,
-                      "num_train_steps": num_steps, "validation_error": error})
-        if error <= best["validation_error"]:  # ties favour later labels, as the reference does
-            best = {"validation_error": error, "num_train_steps": num_steps, "epoch": epoch + 1}
-            best_labels = state.soft_labels.numpy()
-        if writer:
-            with writer.as_default(step=epoch + 1):
-                tf.summary.scalar("validation_error", error)
-                tf.summary.scalar("num_train_steps", num_steps)
+        run.validate(state, progress, writer)
         if checkpoint:
-            checkpoint.save(state, best_labels, {
-                "epoch": epoch + 1, "global_step": global_step, "num_resets": num_resets,
-                "tracker": tracker.state_dict(), "best": best, "curve": curve,
-                "meta_seconds": meta_seconds, "validation_seconds": validation_seconds})
+            checkpoint.save(state, progress.best_labels, progress.record(identity),
+                            number=progress.epoch)
     if writer:
         writer.flush()
     return DistillResult(
-        soft_labels=best_labels, num_train_steps=int(best["num_train_steps"]),
-        validation_error=float(best["validation_error"]),
-        final_soft_labels=state.soft_labels.numpy(), validation_curve=curve,
-        reset_points=list(tracker.reset_points), meta_steps=global_step,
-        meta_train_seconds=meta_seconds, validation_seconds=validation_seconds,
-        resumed_from_epoch=start_epoch)
+        soft_labels=progress.best_labels, num_train_steps=int(progress.best["num_train_steps"]),
+        validation_error=float(progress.best["validation_error"]),
+        final_soft_labels=state.soft_labels.numpy(), validation_curve=progress.curve,
+        reset_points=list(progress.tracker.reset_points), meta_steps=progress.global_step,
+        meta_train_seconds=progress.meta_seconds,
+        validation_seconds=progress.validation_seconds, resumed_from_epoch=run.resumed_from)
+
+
+class _LabelDistillation:
+    """The parts of one distillation run that do not change while it runs (solver,
+    compiled meta step, data as tensors), with one method per phase of the loop:
+    restore, train an epoch, validate. What changes lives in MetaState and
+    RunProgress, which the methods take and return."""
+
+    def __init__(self, solver: InnerSolver, config: DistillConfig, base_images, target,
+                 verbose: bool):
+        self.solver, self.config, self.target, self.verbose = solver, config, target, verbose
+        self.num_base, self.num_classes = len(base_images), target.spec.num_classes
+        self.window = config.reset_window or default_reset_window(self.num_base,
+                                                                  self.num_classes)
+        self.meta_step = make_meta_step(solver, config.label_learning_rate, config.jit_compile)
+        self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
+        self.base_tensor = tf.constant(base_images)
+        self.train_images = tf.constant(target.train_images)
+        self.train_labels = tf.constant(target.train_labels.astype(np.int32))
+        self.batches_per_epoch = steps_per_epoch(len(target.train_images),
+                                                 config.outer_batch_size)
+        self.resumed_from = 0
+
+    def restore(self, checkpoint: RunCheckpoint | None, identity: dict):
+        """A fresh start, or the newest readable checkpoint if there is one."""
+        state = init_meta_state(self.solver, uniform_labels(self.num_base, self.num_classes),
+                                derive_seed(self.config.seed, LEARNER, 0))
+        progress = RunProgress(tracker=ResetTracker(self.window))
+        restored = checkpoint.restore(state) if checkpoint and checkpoint.exists() else None
+        if restored is None:
+            return state, progress
+        state, best_labels, record = restored
+        if record.get("identity") != identity:
+            raise DistillError(
+                f"the checkpoint in {checkpoint.directory} was written by a run with other "
+                f"settings ({record.get('identity')}); use another --model_dir or delete the "
+                f"checkpoint to start afresh")
+        progress = RunProgress.from_record(record, best_labels)
+        if progress.epoch > self.config.epochs:
+            raise DistillError(f"the checkpoint in {checkpoint.directory} is at epoch "
+                               f"{progress.epoch}, beyond epochs={self.config.epochs}")
+        self.resumed_from = progress.epoch
+        if self.verbose:
+            print(f"Resuming from {checkpoint.directory} at epoch {progress.epoch}",
+                  file=sys.stderr)
+        return state, progress
+
+    def progress_bar(self) -> keras.utils.Progbar:
+        return keras.utils.Progbar(
+            self.config.epochs * self.batches_per_epoch, verbose=1 if self.verbose else 0,
+            interval=5 if sys.stdout.isatty() else 60,
+            stateful_metrics=["epoch", "outer_error_ma", "resets", "train_steps",
+                              "best_val_error"])
+
+    def train_epoch(self, state: MetaState, progress: RunProgress, outer_batches, progbar,
+                    writer) -> MetaState:
+        """One epoch of meta steps with resets; advances `progress` in place."""
+        config, tracker = self.config, progress.tracker
+        epoch_start, epoch_errors = time.perf_counter(), []
+        for outer_images, outer_labels in itertools.islice(outer_batches,
+                                                           self.batches_per_epoch):
+            inner_indices = rng_for(config.seed, INNER_BATCH, progress.global_step).permutation(
+                self.num_base)[:config.inner_batch_size].astype(np.int32)
+            state, metrics = self.meta_step(state, self.base_tensor, inner_indices,
+                                            outer_images, outer_labels)
+            progress.global_step += 1
+            self._stop_if_not_finite(metrics, progress)
+            outer_error = float(metrics.outer_error)
+            epoch_errors.append(outer_error)
+            if tracker.update(outer_error):
+                progress.num_resets += 1
+                state = state._replace(learner=self.solver.init_learner(
+                    derive_seed(config.seed, LEARNER, progress.num_resets)))
+            progbar.update(progress.global_step, [
+                ("epoch", progress.epoch + 1),
+                ("outer_error_ma", float(np.mean(tracker.recent or [0]))),
+                ("resets", progress.num_resets), ("train_steps", tracker.num_train_steps()),
+                ("best_val_error", progress.best["validation_error"])])
+        progress.meta_seconds += time.perf_counter() - epoch_start
+        progress.epoch += 1
+        if writer:
+            with writer.as_default(step=progress.epoch):
+                tf.summary.scalar("outer_error", float(np.mean(epoch_errors)))
+                tf.summary.scalar("resets", progress.num_resets)
+                _label_summaries(state.soft_labels.numpy())
+        return state
+
+    def _stop_if_not_finite(self, metrics, progress: RunProgress):
+        finite = metrics.finite.numpy()
+        if finite.all():
+            return
+        broken = [name for name, ok in zip(FINITE_CHECKS, finite) if not ok]
+        kept = (f"the checkpoint of epoch {progress.curve[-1]['epoch']} is kept"
+                if progress.curve else "no checkpoint had been written yet")
+        raise NonFiniteError(
+            f"meta step {progress.global_step} (epoch {progress.epoch + 1}) gave a non-finite "
+            f"{' and '.join(broken)}; the run stopped there ({kept}; no results were written). "
+            f"Look for NaN or infinite values in the data, or lower the label learning rate")
+
+    def validate(self, state: MetaState, progress: RunProgress, writer):
+        """SPEC 3: a fresh model on the current labels, judged on the validation split;
+        keeps the best labels and step count in `progress`."""
+        start = time.perf_counter()
+        num_steps = progress.tracker.num_train_steps()
+        error = self.trainer.fresh_model_error(
+            state.soft_labels, num_steps, derive_seed(self.config.seed, VALIDATION,
+                                                      progress.epoch - 1),
+            self.target.validation_images, self.target.validation_labels)
+        progress.validation_seconds += time.perf_counter() - start
+        progress.curve.append({"epoch": progress.epoch, "meta_step": progress.global_step,
+                               "num_train_steps": num_steps, "validation_error": error})
+        if error <= progress.best["validation_error"]:  # ties favour later labels, as the reference does
+            progress.best = {"validation_error": error, "num_train_steps": num_steps,
+                             "epoch": progress.epoch}
+            progress.best_labels = state.soft_labels.numpy()
+        if writer:
+            with writer.as_default(step=progress.epoch):
+                tf.summary.scalar("validation_error", error)
+                tf.summary.scalar("num_train_steps", num_steps)
 
 
 def _label_summaries(soft_labels: np.ndarray):

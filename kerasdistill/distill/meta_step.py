@@ -22,6 +22,12 @@ class StepMetrics(NamedTuple):
     outer_loss: tf.Tensor
     outer_error: tf.Tensor
     inner_loss: tf.Tensor
+    # [outer loss, hypergradient, labels after Adam] each finite? Checked by the
+    # loop after every step, so a NaN stops the run instead of being projected away.
+    finite: tf.Tensor
+
+
+FINITE_CHECKS = ("outer loss", "hypergradient", "labels")
 
 
 def uniform_labels(num_base_examples: int, num_classes: int, dtype=tf.float32) -> tf.Tensor:
@@ -38,7 +44,9 @@ def project_to_simplex_rows(soft_labels: tf.Tensor) -> tf.Tensor:
     """SPEC 2: clip to [0, 1], then renormalise every row to sum 1.
 
     A row clipped to all zeros (possible only with very large label learning
-    rates) would divide by zero; it becomes uniform instead of NaN.
+    rates) would divide by zero; it becomes uniform instead of NaN. Non-finite
+    labels never get here unnoticed: the step reports them (StepMetrics.finite)
+    and the loop stops.
     """
     clipped = tf.clip_by_value(soft_labels, 0.0, 1.0)
     row_sums = tf.reduce_sum(clipped, axis=-1, keepdims=True)
@@ -71,6 +79,8 @@ def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
             [state.soft_labels], [label_grad], state.label_optimizer, label_learning_rate)
         new_state = MetaState(project_to_simplex_rows(soft_labels), label_optimizer,
                               step.learner)
-        return new_state, StepMetrics(step.outer_loss, step.outer_error, step.inner_loss)
+        finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in
+                           (step.outer_loss, step.inner_label_grad, soft_labels)])
+        return new_state, StepMetrics(step.outer_loss, step.outer_error, step.inner_loss, finite)
 
     return tf.function(meta_step, jit_compile=jit_compile, reduce_retracing=True)

@@ -72,6 +72,16 @@ class RidgeRegressionSolver(InnerSolver):
             classifier=tf.zeros([self.feature_dim + 1, self.factory.num_classes], self.dtype),
             scale=scale, scale_optimizer=adam_init([scale]))
 
+    def recipe(self) -> dict:
+        return {"model_kind": "ridge_regression", "architecture": self.factory.architecture,
+                "optimizer": "adam", "learning_rate": self.learner_learning_rate,
+                "scale_learning_rate": self.scale_learning_rate, "ridge_l2": self.ridge.l2,
+                "pseudo_gradient_rate": self.pseudo_gradient_rate,
+                "loss": "soft-label cross-entropy of [g(x), 1] (s W)",
+                "prediction": "[g(x), 1] W (SPEC 2b)",
+                "minibatches": "a random subset of inner_batch_size base images per step",
+                "initialization": "kerasdistill.models (SPEC 4, PyTorch's defaults)"}
+
     def _logits(self, features, classifier, scale):
         features = tf.cast(features, classifier.dtype)
         return tf.matmul(append_bias_column(features), scale * classifier)

@@ -57,6 +57,13 @@ class UnrolledSGDSolver(InnerSolver):
     def init_learner(self, seed: int) -> LearnerState:
         return self.network.fresh_learner(self.factory, seed)
 
+    def recipe(self) -> dict:
+        return {"model_kind": "ordinary", "architecture": self.factory.architecture,
+                "optimizer": "adam", "learning_rate": self.learner_learning_rate,
+                "adam_epsilon": 1e-8, "loss": "soft-label cross-entropy",
+                "minibatches": "a random subset of inner_batch_size base images per step",
+                "initialization": "kerasdistill.models (SPEC 4, PyTorch's defaults)"}
+
     def _inner_gradient(self, learner: LearnerState, images, soft_labels):
         weights = list(learner.weights)
         with tf.GradientTape() as tape:

@@ -48,3 +48,8 @@ class InnerSolver(abc.ABC):
     @abc.abstractmethod
     def predict(self, learner, images) -> tf.Tensor:
         """Logits of a trained evaluation model."""
+
+    @abc.abstractmethod
+    def recipe(self) -> dict:
+        """How evaluation models of this solver train (JSON-ready), for the
+        distilled set's metadata: the labels were selected for this recipe."""

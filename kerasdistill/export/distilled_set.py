@@ -1,0 +1,239 @@
+"""A distilled set on disk (SPEC 7): TFDS records, a JSON recipe and an npz.
+
+    <dir>/
+      dataset_info.json, features.json, metadata.json   TFDS's own metadata
+      distilled_set-train.tfrecord-00000-of-00001       one example per base image
+      distilled_set.json                                 the recipe and provenance
+      distilled_set.npz                                  images, soft_labels, source_indices
+
+`tfds.builder_from_directory(<dir>)` loads it with no kerasdistill import; the
+records are serialised by TFDS's FeaturesDict and described by
+`tfds.folder_dataset.write_metadata`, and TFDS's `metadata.json` holds the same
+recipe as distilled_set.json. `load_distilled` reads it back into a
+`DistilledSet`, whose `as_dataset` feeds `model.fit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+
+import numpy as np
+
+from kerasdistill.errors import DistillError
+from kerasdistill.files import atomic_directory, read_json, write_json_atomic
+
+FORMAT = "kerasdistill.distilled_set"
+FORMAT_VERSION = 1
+DATASET_NAME = "distilled_set"
+TFDS_VERSION = "1.0.0"
+METADATA_FILE = "distilled_set.json"
+NPZ_FILE = "distilled_set.npz"
+_FILE_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+_REQUIRED_METADATA = ("target", "num_classes", "image_shape", "mean", "std", "num_train_steps",
+                      "inner_batch_size", "recipe")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DistilledSet:
+    """Base images with learned soft labels and the recipe to train on them.
+
+    Attributes:
+      images: uint8 [n, H, W, C], as the model sees them before normalisation.
+      soft_labels: float32 [n, num_classes], rows summing to 1.
+      source_indices: int64 [n], positions in the source dataset's official train split.
+      source_labels: int64 [n], each image's class in its own dataset.
+      metadata: the recipe and provenance (distilled_set.json).
+
+    Example:
+
+    >>> distilled = kerasdistill.load_distilled("runs/mnist_n100_ld/distilled_set")
+    >>> model.compile("adam", keras.losses.CategoricalCrossentropy(from_logits=True))
+    >>> model.fit(distilled.as_dataset(distilled.inner_batch_size, repeat=True),
+    ...           steps_per_epoch=distilled.num_train_steps)
+    """
+
+    images: np.ndarray
+    soft_labels: np.ndarray
+    source_indices: np.ndarray
+    source_labels: np.ndarray
+    metadata: dict
+
+    def __post_init__(self):
+        missing = [key for key in _REQUIRED_METADATA if key not in self.metadata]
+        if missing:
+            raise DistillError(f"distilled set metadata lacks {missing}")
+        images, labels = np.asarray(self.images), np.asarray(self.soft_labels)
+        n = len(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise DistillError(f"distilled images must be uint8 [n, H, W, C], got "
+                               f"{images.dtype} {images.shape}")
+        if tuple(images.shape[1:]) != tuple(self.metadata["image_shape"]):
+            raise DistillError(f"distilled images have shape {images.shape[1:]}, the metadata "
+                               f"says {self.metadata['image_shape']}")
+        if labels.shape != (n, self.metadata["num_classes"]):
+            raise DistillError(f"soft labels have shape {labels.shape}, expected "
+                               f"({n}, {self.metadata['num_classes']})")
+        if not np.all(np.isfinite(labels)) or labels.min() < 0 or \
+                not np.allclose(labels.sum(axis=1), 1.0, atol=1e-4):
+            raise DistillError("soft labels must be finite, non-negative rows summing to 1")
+        for name in ("source_indices", "source_labels"):
+            if np.asarray(getattr(self, name)).shape != (n,):
+                raise DistillError(f"{name} must hold one entry per image ({n})")
+
+    @property
+    def num_train_steps(self) -> int:
+        return int(self.metadata["num_train_steps"])
+
+    @property
+    def inner_batch_size(self) -> int:
+        return int(self.metadata["inner_batch_size"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.metadata["num_classes"])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def normalized_images(self) -> np.ndarray:
+        """float32 images with the target's per-channel mean and std, as the
+        models of the run were fed."""
+        mean = np.asarray(self.metadata["mean"], np.float32)
+        std = np.asarray(self.metadata["std"], np.float32)
+        return (np.asarray(self.images, np.float32) / 255.0 - mean) / std
+
+    def as_dataset(self, batch_size: int, shuffle: bool = True, seed: int | None = None,
+                   normalize: bool = True, repeat: bool = False,
+                   drop_remainder: bool | None = None):
+        """A `tf.data.Dataset` of (image, soft label) batches, ready for `model.fit`.
+
+        Args:
+          batch_size: examples per batch (the recipe's is `inner_batch_size`).
+          shuffle: reshuffle the examples on every pass.
+          seed: seed of the shuffle (None: a different order each run).
+          normalize: float32 images normalised as the run's models saw them;
+            False gives the uint8 images.
+          repeat: pass over the set forever (then give `model.fit` a
+            `steps_per_epoch`, e.g. `num_train_steps`).
+          drop_remainder: drop a last short batch; default: when repeating, so
+            every step sees `batch_size` examples as in the protocol.
+        """
+        import tensorflow as tf
+        if not 0 < batch_size <= len(self):
+            raise DistillError(f"batch_size must be in 1..{len(self)} (the set's size), "
+                               f"got {batch_size}")
+        images = self.normalized_images() if normalize else np.asarray(self.images)
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (images, np.asarray(self.soft_labels, np.float32)))
+        if shuffle:
+            dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        drop = repeat if drop_remainder is None else drop_remainder
+        return dataset.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+
+
+def _features(image_shape, num_classes):
+    import tensorflow_datasets as tfds
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=tuple(image_shape), dtype=np.uint8),
+        "soft_label": tfds.features.Tensor(shape=(num_classes,), dtype=np.float32),
+        "source_index": tfds.features.Scalar(dtype=np.int64),
+        "source_label": tfds.features.Scalar(dtype=np.int64),
+    })
+
+
+def _jsonable(value):
+    """Plain JSON types (numpy scalars and tuples come out of configs)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_distilled_set(distilled: DistilledSet, path: str) -> str:
+    """Writes `distilled` to folder `path` (replacing it whole, atomically)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    metadata = _jsonable({"format": FORMAT, "format_version": FORMAT_VERSION,
+                          **distilled.metadata, "num_examples": len(distilled)})
+    features = _features(metadata["image_shape"], metadata["num_classes"])
+    with atomic_directory(path) as tmp:
+        template = tfds.core.ShardedFileTemplate(
+            data_dir=tmp, template=_FILE_TEMPLATE, dataset_name=DATASET_NAME, split="train",
+            filetype_suffix="tfrecord")
+        shard = template.sharded_filepath(shard_index=0, num_shards=1)
+        with tf.io.TFRecordWriter(os.fspath(shard)) as writer:
+            for i in range(len(distilled)):
+                writer.write(features.serialize_example({
+                    "image": np.asarray(distilled.images[i], np.uint8),
+                    "soft_label": np.asarray(distilled.soft_labels[i], np.float32),
+                    "source_index": int(distilled.source_indices[i]),
+                    "source_label": int(distilled.source_labels[i])}))
+        split = tfds.core.SplitInfo(name="train", shard_lengths=[len(distilled)],
+                                    num_bytes=os.path.getsize(shard),
+                                    filename_template=template)
+        tfds.folder_dataset.write_metadata(
+            data_dir=tmp, features=features, split_infos=[split], filename_template=template,
+            version=TFDS_VERSION, check_data=True, disable_shuffling=True,
+            metadata=tfds.core.MetadataDict(metadata),
+            description=(f"Distilled set for {metadata['target']}: {len(distilled)} base "
+                         f"images with learned soft labels (kerasdistill)."))
+        write_json_atomic(os.path.join(tmp, METADATA_FILE), metadata)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, images=np.asarray(distilled.images, np.uint8),
+                            soft_labels=np.asarray(distilled.soft_labels, np.float32),
+                            source_indices=np.asarray(distilled.source_indices, np.int64),
+                            source_labels=np.asarray(distilled.source_labels, np.int64))
+        with open(os.path.join(tmp, NPZ_FILE), "wb") as f:
+            f.write(buffer.getvalue())
+    return path
+
+
+def load_distilled(path: str) -> DistilledSet:
+    """Reads a distilled set written by kerasdistill (a run's `distilled_set/`).
+
+    The images and labels come from the TFDS records (through
+    `tfds.builder_from_directory`), the recipe from distilled_set.json.
+
+    Raises:
+      DistillError: the folder is missing, not a distilled set, or damaged.
+    """
+    import tensorflow_datasets as tfds
+    metadata_path = os.path.join(path, METADATA_FILE)
+    if not os.path.isdir(path):
+        raise DistillError(f"{path} is not a folder (expected a distilled set, e.g. a run's "
+                           f"<model_dir>/distilled_set)")
+    if not os.path.exists(metadata_path):
+        raise DistillError(f"{path} is not a distilled set: it has no {METADATA_FILE}")
+    metadata = read_json(metadata_path, "distilled set metadata")
+    if metadata.get("format") != FORMAT:
+        raise DistillError(f"{metadata_path} is not a kerasdistill distilled set")
+    if metadata.get("format_version", 0) > FORMAT_VERSION:
+        raise DistillError(f"{path} has format version {metadata['format_version']}; this "
+                           f"kerasdistill reads up to {FORMAT_VERSION}: upgrade it")
+    try:
+        builder = tfds.builder_from_directory(path)
+        columns = {key: [] for key in ("image", "soft_label", "source_index", "source_label")}
+        for batch in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False,
+                                                      batch_size=4096)):
+            for key in columns:
+                columns[key].append(batch[key])
+    except Exception as error:  # TFDS and tf.data raise many types for damaged files
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise DistillError(f"cannot read the TFDS records of {path}: "
+                           f"{type(error).__name__}: {message[:300]}") from None
+    if not columns["image"]:
+        raise DistillError(f"{path}: the distilled set has no examples")
+    arrays = {key: np.concatenate(values) for key, values in columns.items()}
+    if len(arrays["image"]) != metadata.get("num_examples", len(arrays["image"])):
+        raise DistillError(f"{path}: {len(arrays['image'])} records, the metadata says "
+                           f"{metadata['num_examples']}")
+    return DistilledSet(images=arrays["image"], soft_labels=arrays["soft_label"],
+                        source_indices=arrays["source_index"],
+                        source_labels=arrays["source_label"], metadata=metadata)

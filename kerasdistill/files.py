@@ -1,0 +1,126 @@
+"""Writing a run's files so that a kill at any instant leaves the old or the new file.
+
+Every file a run or an export writes goes through here: a temporary file (or
+folder) beside the final one, flushed to disk, then renamed over it. A rename
+within one file system is atomic, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+from kerasdistill.errors import DistillError
+
+
+def prepare_output_dir(path: str, flag: str = "--model_dir") -> str:
+    """Creates folder `path` (and its parents), or raises one DistillError saying why not.
+
+    Called before the first file of a run is written, after every check of the
+    input, so that an unusable folder costs nothing and leaves nothing behind.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DistillError(f"{flag}={path} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise DistillError(f"cannot create {flag}={path}: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DistillError(f"{flag}={path} is not writable")
+    return path
+
+
+def check_creatable(path: str, flag: str):
+    """Raises DistillError unless folder `path` exists writable or could be created.
+
+    Reads only: for checks that must run before anything is written.
+    """
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise DistillError(f"{flag}={path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DistillError(f"{flag}={path}: {probe} is not writable")
+
+
+def _fsync_dir(path: str):
+    with contextlib.suppress(OSError):  # not every file system lets a folder be synced
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes_atomic(path: str, payload: bytes):
+    """Writes `payload` to `path` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def write_json_atomic(path: str, payload: dict):
+    write_bytes_atomic(path, (json.dumps(payload, indent=1) + "\n").encode())
+
+
+def read_json(path: str, what: str) -> dict:
+    """Reads a JSON object, or raises DistillError naming the file."""
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (OSError, ValueError) as error:
+        raise DistillError(f"cannot read {what} {path}: {error}") from None
+    if not isinstance(payload, dict):
+        raise DistillError(f"{what} {path} does not hold a JSON object")
+    return payload
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+    """Yields a temporary folder; on success it replaces folder `path` whole.
+
+    The old folder is renamed aside before the new one takes its name and is
+    removed after, so `path` holds either the complete old or the complete new
+    contents; only between the two renames (microseconds) does it not exist, and
+    the aside copy (`.<name>.old-*`) is still there then.
+    """
+    path = os.path.abspath(path)
+    parent, name = os.path.dirname(path), os.path.basename(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
+    try:
+        yield tmp
+        for root, _, files in os.walk(tmp):
+            for file_name in files:
+                with open(os.path.join(root, file_name), "rb") as f:
+                    os.fsync(f.fileno())
+        aside = None
+        if os.path.exists(path):
+            aside = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+            os.rmdir(aside)
+            os.rename(path, aside)
+        os.rename(tmp, path)
+        _fsync_dir(parent)
+        if aside:
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,131 @@
+"""What makes two runs the same run, and the check that keeps a `--model_dir` to one.
+
+A run's identity is every setting that changes its labels or what its numbers
+mean (datasets, architecture, algorithm, base examples, sizes, precision, seed,
+learning rates, ...), with defaults resolved so that spelling a default out does
+not count as a change. Settings that change neither are left out:
+
+- free: `jit_compile` (same function), `data_dir` and `download` (where the same
+  data come from), and the evaluation-only settings (`test_repetitions` and the
+  transfer flags), so a finished run can be evaluated again or further;
+- extensible: `epochs` may grow (the run continues from its checkpoint) but not
+  shrink.
+
+`check_model_dir` compares a command's identity with what a folder holds before
+anything in it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from kerasdistill.errors import DistillError
+from kerasdistill.files import read_json
+
+FREE_SETTINGS = frozenset({
+    "data_dir", "download", "test_repetitions", "eval_architectures", "eval_optimizers",
+    "step_offsets", "transfer_repetitions", "distill.jit_compile"})
+EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def _settings() -> tuple[set, dict]:
+    """The names of all settings (dotted for the distill ones) and their defaults;
+    the defaults let configs written by older versions, which lack newer keys,
+    compare as what those versions did."""
+    from kerasdistill.distill.loop import DistillConfig
+    from kerasdistill.experiment import ExperimentConfig
+    names, defaults = set(), {}
+    for cls, prefix in ((ExperimentConfig, ""), (DistillConfig, "distill.")):
+        for field in dataclasses.fields(cls):
+            if field.name == "distill":
+                continue
+            names.add(prefix + field.name)
+            if field.default is not dataclasses.MISSING:
+                value = field.default
+                defaults[prefix + field.name] = list(value) if isinstance(value, tuple) else value
+    return names, defaults
+
+
+def run_identity(config: dict) -> dict:
+    """The identity of the run that `config` (a resolved config.json dict) describes."""
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.distill.resets import default_reset_window
+    names, defaults = _settings()
+    flat = {**defaults, **_flatten(config)}
+    if flat.get("num_validation") is None:
+        flat["num_validation"] = get_dataset_spec(flat["target"]).num_validation
+    if flat.get("distill.reset_window") is None:
+        flat["distill.reset_window"] = default_reset_window(
+            flat["distill.num_base_examples"], get_dataset_spec(flat["target"]).num_classes)
+    if flat.get("baseline") != "label_smoothing":
+        flat.pop("label_smoothing", None)  # only the smoothing baseline uses it
+    keep = (names & set(flat)) - FREE_SETTINGS - EXTENSIBLE_SETTINGS
+    return {key: flat[key] for key in sorted(keep)}
+
+
+def identity_differences(stored: dict, requested: dict) -> list[str]:
+    """Human-readable 'setting: stored (this command: requested)' for each difference."""
+    return [f"{key} {stored.get(key)!r} (this command: {requested.get(key)!r})"
+            for key in sorted(set(stored) | set(requested))
+            if stored.get(key) != requested.get(key)]
+
+
+def _refuse(model_dir: str, where: str, differences: list[str]):
+    raise DistillError(
+        f"--model_dir={model_dir} holds {where} with other settings: {'; '.join(differences)}. "
+        f"Nothing was changed. Use another --model_dir, or repeat the run's own settings "
+        f"(free to change: --epochs upwards, --test_repetitions, the transfer flags, "
+        f"--jit_compile, --data_dir)")
+
+
+def check_model_dir(model_dir: str, config: dict):
+    """Raises DistillError when `model_dir` holds a run other than `config`'s.
+
+    Reads only. Looks at config.json, results.json and the newest checkpoint; a
+    run may be continued with more epochs, never fewer.
+    """
+    from kerasdistill.distill.checkpoint import peek_progress
+    if not os.path.exists(model_dir):
+        return
+    if not os.path.isdir(model_dir):
+        raise DistillError(f"--model_dir={model_dir} exists and is not a folder")
+    requested = run_identity(config)
+    epochs = config["distill"]["epochs"]
+    config_path = os.path.join(model_dir, "config.json")
+    if os.path.exists(config_path):
+        stored_config = read_json(config_path, "the run's config")
+        differences = identity_differences(run_identity(stored_config), requested)
+        if differences:
+            _refuse(model_dir, "a run", differences)
+        stored_epochs = stored_config.get("distill", {}).get("epochs", epochs)
+        if stored_epochs > epochs:
+            raise DistillError(
+                f"--model_dir={model_dir} holds a run of {stored_epochs} epochs; --epochs={epochs} "
+                f"would shorten it. Nothing was changed. Use --epochs={stored_epochs} or more, "
+                f"or another --model_dir")
+    results_path = os.path.join(model_dir, "results.json")
+    if os.path.exists(results_path):
+        stored = read_json(results_path, "the run's results").get("run_identity")
+        if stored is not None and identity_differences(stored, requested):
+            _refuse(model_dir, "finished results",
+                    identity_differences(stored, requested))
+    progress = peek_progress(os.path.join(model_dir, "checkpoint"))
+    if progress is not None:
+        stored = progress.get("identity")
+        if stored is not None and identity_differences(stored, requested):
+            _refuse(model_dir, "a checkpoint", identity_differences(stored, requested))
+        if progress.get("epoch", 0) > epochs:
+            raise DistillError(
+                f"--model_dir={model_dir} holds a checkpoint at epoch {progress['epoch']}, beyond "
+                f"--epochs={epochs}. Nothing was changed. Use another --model_dir")
