@@ -7,21 +7,16 @@ would; nothing of the meta-learning machinery is involved.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from kerasdistill.errors import DistillError
+from kerasdistill.evaluation.keras_training import (OPTIMIZERS, evaluate_accuracy,
+                                                    fit_on_soft_labels, make_optimizer,
+                                                    soft_label_dataset)
 from kerasdistill.evaluation.training import EvaluationTrainer
 from kerasdistill.models.registry import ModelFactory
 
-# Off-the-shelf optimizers at their usual learning rates.
-OPTIMIZERS = {
-    "sgd": lambda: keras.optimizers.SGD(learning_rate=0.01),
-    "sgd_momentum": lambda: keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-    "adam": lambda: keras.optimizers.Adam(learning_rate=1e-3),
-    "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate=1e-3),
-}
+__all__ = ["OPTIMIZERS", "fit_with_optimizer", "optimizer_transfer", "step_offset_transfer",
+           "summary"]
 
 
 def summary(accuracies) -> dict:
@@ -30,30 +25,16 @@ def summary(accuracies) -> dict:
             "test_accuracies": [float(a) for a in accuracies]}
 
 
-def distilled_dataset(base_images, soft_labels, batch_size: int, seed: int) -> tf.data.Dataset:
-    """(base image, soft label) pairs, reshuffled every pass, repeated, batched."""
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (np.asarray(base_images, np.float32), np.asarray(soft_labels, np.float32)))
-    dataset = dataset.shuffle(len(base_images), seed=seed, reshuffle_each_iteration=True)
-    return dataset.repeat().batch(batch_size, drop_remainder=True).prefetch(2)
-
-
 def fit_with_optimizer(factory: ModelFactory, optimizer_name: str, base_images, soft_labels,
                        num_steps: int, batch_size: int, seed: int, test_images,
                        test_labels) -> float:
     """Trains a fresh model with `model.fit` for num_steps steps; returns test accuracy."""
-    if optimizer_name not in OPTIMIZERS:
-        raise DistillError(f"unknown optimizer {optimizer_name!r}; known: {', '.join(OPTIMIZERS)}")
-    model = factory.build(seed)
-    model.compile(optimizer=OPTIMIZERS[optimizer_name](),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-    model.fit(distilled_dataset(base_images, soft_labels, batch_size, seed), epochs=1,
-              steps_per_epoch=max(num_steps, 1), shuffle=False, verbose=0)
-    # Recompiled for evaluation: the test labels are class indices, not distributions.
-    model.compile(metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return float(model.evaluate(test_images, test_labels, batch_size=2000, verbose=0,
-                                return_dict=True)["accuracy"])
+    optimizer = make_optimizer(optimizer_name)
+    model = fit_on_soft_labels(
+        factory.build(seed), soft_label_dataset(np.asarray(base_images, np.float32),
+                                                soft_labels, batch_size, seed),
+        num_steps, optimizer)
+    return evaluate_accuracy(model, test_images, test_labels)
 
 
 def optimizer_transfer(factory: ModelFactory, optimizer_names, base_images, soft_labels,

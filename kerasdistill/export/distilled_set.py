@@ -120,19 +120,15 @@ class DistilledSet:
           drop_remainder: drop a last short batch; default: when repeating, so
             every step sees `batch_size` examples as in the protocol.
         """
-        import tensorflow as tf
+        from kerasdistill.evaluation.keras_training import soft_label_dataset
         if not 0 < batch_size <= len(self):
             raise DistillError(f"batch_size must be in 1..{len(self)} (the set's size), "
                                f"got {batch_size}")
         images = self.normalized_images() if normalize else np.asarray(self.images)
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (images, np.asarray(self.soft_labels, np.float32)))
-        if shuffle:
-            dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            dataset = dataset.repeat()
-        drop = repeat if drop_remainder is None else drop_remainder
-        return dataset.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+        return soft_label_dataset(images, self.soft_labels, batch_size, seed=seed,
+                                  shuffle=shuffle, repeat=repeat,
+                                  drop_remainder=repeat if drop_remainder is None
+                                  else drop_remainder)
 
 
 def _features(image_shape, num_classes):

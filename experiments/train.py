@@ -1,0 +1,110 @@
+r"""Train ordinary Keras models on a distilled set and measure them on the target's test split.
+
+  python -m experiments.train --distilled=runs/mnist_n100_ld/distilled_set \
+      --data_dir=../shared/data --output_json=runs/mnist_n100_ld_train/results.json
+
+Defaults come from the set: its architecture, its recipe's optimizer and learning
+rate, its step count and minibatch size; 20 models. Models train with
+`model.compile` / `model.fit` (soft-label cross-entropy) and are measured with
+`model.evaluate`. Sets learned for ridge-regression models train with the RR
+recipe instead (or, with --model_kind=ordinary, as ordinary Keras models).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("distilled", None, "A distilled set folder (a run's distilled_set/).")
+flags.DEFINE_string("architecture", None, "Model architecture (default: the set's).")
+flags.DEFINE_enum("optimizer", None, ["adam", "sgd", "sgd_momentum", "rmsprop"],
+                  "Keras optimizer (default: the set's recipe, Adam).")
+flags.DEFINE_float("learning_rate", None, "Learning rate (default: the recipe's for its own "
+                   "optimizer, else the optimizer's usual: SGD 0.01, Adam/RMSprop 1e-3).")
+flags.DEFINE_integer("steps", None, "Training steps (default: the set's num_train_steps).")
+flags.DEFINE_integer("batch_size", None, "Minibatch size (default: the set's inner batch size).")
+flags.DEFINE_integer("repetitions", 20, "Fresh models to train and test.")
+flags.DEFINE_integer("seed", None, "Seed of the model inits and batch orders (default: the "
+                     "run's seed, so model i starts as the run's test model i).")
+flags.DEFINE_enum("model_kind", "auto", ["auto", "ordinary", "ridge_regression"],
+                  "auto: the set's kind (ridge-regression sets use the RR recipe).")
+flags.DEFINE_string("data_dir", None, "Folder with <target>.npz files and/or TFDS data.")
+flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download missing data.")
+flags.DEFINE_string("output_json", None, "Write the results here. Named results.json, it "
+                    "gets a config.json (the resolved settings) beside it.")
+flags.DEFINE_string("tensorboard_dir", None, "Keras TensorBoard logs, one folder per model.")
+flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from kerasdistill.errors import DistillError
+    try:
+        run()
+    except DistillError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run():
+    from kerasdistill import __version__
+    from kerasdistill.data.loading import load_dataset
+    from kerasdistill.data.splits import normalize_images
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.errors import DistillError
+    from kerasdistill.evaluation.train_distilled import TrainSettings, train_on_distilled
+    from kerasdistill.export.distilled_set import load_distilled
+    from kerasdistill.files import check_creatable, prepare_output_dir, write_json_atomic
+
+    if not FLAGS.distilled:
+        raise DistillError("--distilled is required: a distilled set folder, e.g. "
+                           "runs/mnist_n100_ld/distilled_set")
+    for flag in ("output_json", "tensorboard_dir"):
+        path = getattr(FLAGS, flag)
+        if path:
+            check_creatable(os.path.dirname(path) or "." if flag == "output_json" else path,
+                            f"--{flag}")
+    distilled = load_distilled(FLAGS.distilled)
+    settings = TrainSettings(
+        architecture=FLAGS.architecture, optimizer=FLAGS.optimizer,
+        learning_rate=FLAGS.learning_rate, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+        repetitions=FLAGS.repetitions, seed=FLAGS.seed,
+        model_kind=FLAGS.model_kind).resolved(distilled)
+    target = load_dataset(distilled.metadata["target"], FLAGS.data_dir, FLAGS.download)
+    spec = get_dataset_spec(distilled.metadata["target"])
+    test_images = normalize_images(target.test_images, spec)
+    if FLAGS.verbose:
+        print(f"Training {settings.repetitions} {settings.architecture} models "
+              f"({settings.model_kind}, {settings.optimizer} lr {settings.learning_rate}, "
+              f"{settings.steps} steps of {settings.batch_size}) on {len(distilled)} distilled "
+              f"{spec.name} images", file=sys.stderr)
+    results = train_on_distilled(distilled, settings, test_images, target.test_labels,
+                                 tensorboard_dir=FLAGS.tensorboard_dir,
+                                 verbose=1 if FLAGS.verbose else 0)
+    results.update({
+        "distilled": FLAGS.distilled, "target": spec.name, "target_origin": target.origin,
+        "distilled_run_test_accuracy_mean": distilled.metadata.get("test_accuracy_mean"),
+        "distilled_run_test_accuracy_std": distilled.metadata.get("test_accuracy_std"),
+        "kerasdistill_version": __version__})
+    print(f"test accuracy {100 * results['test_accuracy_mean']:.2f} +- "
+          f"{100 * results['test_accuracy_std']:.2f} % over {settings.repetitions} models "
+          f"(the run's own test models: {100 * distilled.metadata['test_accuracy_mean']:.2f} "
+          f"+- {100 * distilled.metadata['test_accuracy_std']:.2f} %)")
+    if FLAGS.output_json:
+        folder = os.path.dirname(FLAGS.output_json)
+        if folder:
+            prepare_output_dir(folder, "--output_json")
+        write_json_atomic(FLAGS.output_json, results)
+        if os.path.basename(FLAGS.output_json) == "results.json":
+            write_json_atomic(os.path.join(folder, "config.json"), {
+                "command": "experiments.train", "distilled": FLAGS.distilled,
+                "data_dir": FLAGS.data_dir, **results["settings"],
+                "kerasdistill_version": __version__})
+
+
+if __name__ == "__main__":
+    app.run(main)

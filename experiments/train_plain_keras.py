@@ -1,0 +1,86 @@
+r"""A distilled set used with plain TensorFlow, TFDS and Keras only (no kerasdistill import).
+
+  python -m experiments.train_plain_keras --distilled=runs/mnist_n100_ld/distilled_set \
+      --test_npz=../shared/data/mnist.npz --repetitions=20 --output_json=out.json
+
+The body of `train_one` is the README's example, line for line (a test keeps the
+two equal): it is what a user who received a distilled set writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("distilled", None, "A distilled set folder.")
+flags.DEFINE_string("test_npz", None, "The target's test split: an npz with x_test, y_test.")
+flags.DEFINE_integer("repetitions", 20, "Models to train.")
+flags.DEFINE_string("output_json", None, "Write mean, std and every accuracy here.")
+
+
+def train_one(DISTILLED, TEST_NPZ, seed):
+    # --- README example: start ---
+    import numpy as np, tensorflow as tf, tensorflow_datasets as tfds, keras
+
+    builder = tfds.builder_from_directory(DISTILLED)  # a run's distilled_set/ folder
+    meta = builder.info.metadata  # the recipe: num_train_steps, inner_batch_size, mean, std, ...
+    mean, std = np.float32(meta["mean"]), np.float32(meta["std"])
+    normalize = lambda image: (tf.cast(image, tf.float32) / 255.0 - mean) / std
+    train = (builder.as_dataset(split="train")
+             .map(lambda example: (normalize(example["image"]), example["soft_label"]))
+             .cache().shuffle(1000, seed=seed).repeat()
+             .batch(meta["inner_batch_size"], drop_remainder=True))
+
+    keras.utils.set_random_seed(seed)
+    init = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")  # PyTorch's default
+    model = keras.Sequential([  # LeNet, the architecture the labels were learned with
+        keras.Input(meta["image_shape"]),
+        keras.layers.Conv2D(6, 5, padding="same", activation="relu", kernel_initializer=init),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(16, 5, activation="relu", kernel_initializer=init),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(120, activation="relu", kernel_initializer=init),
+        keras.layers.Dense(84, activation="relu", kernel_initializer=init),
+        keras.layers.Dense(meta["num_classes"], kernel_initializer=init)])
+    model.compile(keras.optimizers.Adam(meta["recipe"]["learning_rate"]),
+                  keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.fit(train, epochs=1, steps_per_epoch=meta["num_train_steps"], verbose=0)
+
+    test = np.load(TEST_NPZ)  # the target's official test split (Keras npz layout)
+    test_images = normalize(test["x_test"].reshape(-1, *meta["image_shape"]))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    accuracy = model.evaluate(test_images, test["y_test"], verbose=0, return_dict=True)["accuracy"]
+    # --- README example: end ---
+    return float(accuracy)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.distilled or not FLAGS.test_npz:
+        print("error: --distilled and --test_npz are required", file=sys.stderr)
+        sys.exit(2)
+    import numpy as np
+    accuracies = []
+    for seed in range(FLAGS.repetitions):
+        accuracies.append(train_one(FLAGS.distilled, FLAGS.test_npz, seed))
+        print(f"model {seed + 1}/{FLAGS.repetitions}: {100 * accuracies[-1]:.2f} %",
+              file=sys.stderr)
+    results = {"test_accuracy_mean": float(np.mean(accuracies)),
+               "test_accuracy_std": float(np.std(accuracies)), "test_accuracies": accuracies,
+               "distilled": FLAGS.distilled, "repetitions": FLAGS.repetitions,
+               "script": "experiments.train_plain_keras (the README's plain TFDS/Keras example)"}
+    print(f"test accuracy {100 * results['test_accuracy_mean']:.2f} +- "
+          f"{100 * results['test_accuracy_std']:.2f} % over {FLAGS.repetitions} models")
+    if FLAGS.output_json:
+        with open(FLAGS.output_json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,238 @@
+"""Distilled sets: the TFDS round trip, load_distilled + model.fit, export of old runs,
+label statistics and pictures, the README's plain-TFDS example."""
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from kerasdistill.distill.loop import DistillConfig
+from kerasdistill.errors import DistillError
+from kerasdistill.evaluation.label_analysis import analyse_labels, label_entropy, top_k
+from kerasdistill.experiment import ExperimentConfig, run_experiment
+from kerasdistill.export.distilled_set import DistilledSet, load_distilled
+from kerasdistill.export.run_export import export_run
+from tests.conftest import REPO_ROOT, write_fake_npz
+
+
+def _config(data_dir, **changes):
+    distill = DistillConfig(num_base_examples=20, inner_batch_size=10, epochs=2,
+                            outer_batch_size=64, seed=3, validation_every_epochs=1,
+                            reset_window=3)
+    config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=2,
+                              data_dir=data_dir, num_validation=100, outer_precision="float32")
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A tiny LD run and a true-label baseline run on fake MNIST, made once."""
+    root = tmp_path_factory.mktemp("runs")
+    data_dir = str(root / "data")
+    os.makedirs(data_dir)
+    write_fake_npz(os.path.join(data_dir, "mnist.npz"))
+    runs = {}
+    for name, changes in (("ld", {}), ("true", {"baseline": "true_labels"})):
+        model_dir = str(root / name)
+        results = run_experiment(_config(data_dir, **changes), model_dir, verbose=False)
+        runs[name] = (model_dir, results)
+    return data_dir, runs
+
+
+def test_tfds_round_trip_without_kerasdistill(finished_runs):
+    import tensorflow_datasets as tfds
+    data_dir, runs = finished_runs
+    model_dir, results = runs["ld"]
+    builder = tfds.builder_from_directory(os.path.join(model_dir, "distilled_set"))
+    assert builder.info.splits["train"].num_examples == 20
+    examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
+    raw = np.load(os.path.join(data_dir, "mnist.npz"))
+    indices = [int(e["source_index"]) for e in examples]
+    assert indices == results["base_indices"]  # one example per base example, in order
+    for example in examples:
+        assert example["image"].dtype == np.uint8 and example["image"].shape == (28, 28, 1)
+        np.testing.assert_array_equal(example["image"][..., 0],
+                                      raw["x_train"][example["source_index"]])
+        assert example["source_label"] == raw["y_train"][example["source_index"]]
+    labels = np.stack([e["soft_label"] for e in examples])
+    assert labels.dtype == np.float32
+    np.testing.assert_array_equal(labels, np.asarray(results["labels"], np.float32))
+    np.testing.assert_allclose(labels.sum(1), 1.0, atol=1e-5)
+    metadata = builder.info.metadata
+    assert metadata["num_train_steps"] == results["num_train_steps"]
+    assert metadata["inner_batch_size"] == 10 and metadata["target"] == "mnist"
+    assert metadata["recipe"]["model_kind"] == "ordinary"
+    assert metadata["recipe"]["optimizer"] == "adam"
+    assert metadata["mean"] == [0.1307] and metadata["std"] == [0.3081]
+    assert metadata["test_accuracy_mean"] == results["test_accuracy_mean"]
+    with open(os.path.join(model_dir, "distilled_set", "distilled_set.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(dict(metadata)))
+    npz = np.load(os.path.join(model_dir, "distilled_set", "distilled_set.npz"))
+    np.testing.assert_array_equal(npz["soft_labels"], labels)
+    np.testing.assert_array_equal(npz["source_indices"], indices)
+    np.testing.assert_array_equal(npz["images"], np.stack([e["image"] for e in examples]))
+
+
+def test_load_distilled_and_model_fit(finished_runs):
+    import keras
+    from kerasdistill.models import ModelFactory
+    data_dir, runs = finished_runs
+    distilled = load_distilled(os.path.join(runs["true"][0], "distilled_set"))
+    assert distilled.images.shape == (20, 28, 28, 1) and distilled.soft_labels.shape == (20, 10)
+    assert distilled.num_train_steps == runs["true"][1]["num_train_steps"]
+    expected = (distilled.images.astype(np.float32) / 255 - 0.1307) / 0.3081
+    images, labels = next(iter(distilled.as_dataset(20, shuffle=False)))
+    np.testing.assert_allclose(images.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(labels.numpy(), distilled.soft_labels)
+    raw_images, _ = next(iter(distilled.as_dataset(20, shuffle=False, normalize=False)))
+    np.testing.assert_array_equal(raw_images.numpy(), distilled.images)
+    # Same seed, same order; repeat gives full batches forever.
+    first = [b[1].numpy() for b in distilled.as_dataset(5, seed=1).take(4)]
+    again = [b[1].numpy() for b in distilled.as_dataset(5, seed=1).take(4)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert len(list(distilled.as_dataset(8, repeat=True).take(7))) == 7
+    with pytest.raises(DistillError, match="batch_size"):
+        distilled.as_dataset(21)
+
+    model = ModelFactory("lenet", (28, 28, 1), 10).build(seed=0)
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.fit(distilled.as_dataset(10, seed=0, repeat=True), epochs=1, steps_per_epoch=150,
+              verbose=0)
+    raw = np.load(os.path.join(data_dir, "mnist.npz"))
+    test_images = (raw["x_test"][..., None].astype(np.float32) / 255 - 0.1307) / 0.3081
+    predictions = model.predict(test_images, verbose=0).argmax(1)
+    assert np.mean(predictions == raw["y_test"]) > 0.6  # the fake classes are easy
+
+
+def test_kerasdistill_top_level_load(finished_runs):
+    import kerasdistill
+    distilled = kerasdistill.load_distilled(os.path.join(finished_runs[1]["ld"][0],
+                                                         "distilled_set"))
+    assert isinstance(distilled, kerasdistill.DistilledSet)
+
+
+def test_export_rebuilds_an_old_run_identically(finished_runs, tmp_path):
+    """A run made before distilled sets existed: only config.json and results.json."""
+    data_dir, runs = finished_runs
+    model_dir, _ = runs["ld"]
+    old = tmp_path / "old_run"
+    old.mkdir()
+    for name in ("config.json", "results.json"):
+        shutil.copy(os.path.join(model_dir, name), old / name)
+    products = export_run(str(old), data_dir=data_dir)
+    exported, original = (np.load(os.path.join(d, "distilled_set", "distilled_set.npz"))
+                          for d in (old, model_dir))
+    for key in ("images", "soft_labels", "source_indices", "source_labels"):
+        np.testing.assert_array_equal(exported[key], original[key])
+    assert sorted(os.listdir(old / "plots")) == sorted(products.plots)
+    elsewhere = tmp_path / "shared_set"
+    export_run(str(old), output_dir=str(elsewhere), data_dir=data_dir, plots_dir="")
+    assert load_distilled(str(elsewhere)).num_train_steps == products.distilled.num_train_steps
+
+
+def test_export_refuses_data_that_do_not_match_the_run(finished_runs, tmp_path):
+    _, runs = finished_runs
+    other_data = tmp_path / "other"
+    other_data.mkdir()
+    write_fake_npz(str(other_data / "mnist.npz"), seed=5)
+    with pytest.raises(DistillError, match="do not match the run"):
+        export_run(runs["ld"][0], output_dir=str(tmp_path / "out"), data_dir=str(other_data))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DistillError, match="not a finished run"):
+        export_run(str(tmp_path))
+
+
+def test_damaged_sets_give_clear_errors(finished_runs, tmp_path):
+    source = os.path.join(finished_runs[1]["ld"][0], "distilled_set")
+    with pytest.raises(DistillError, match="not a folder"):
+        load_distilled(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DistillError, match="no distilled_set.json"):
+        load_distilled(str(tmp_path / "empty"))
+    broken = tmp_path / "broken"
+    shutil.copytree(source, broken)
+    record = next(p for p in os.listdir(broken) if ".tfrecord" in p)
+    with open(broken / record, "r+b") as f:
+        f.truncate(os.path.getsize(broken / record) // 2)
+    with pytest.raises(DistillError, match="cannot read the TFDS records"):
+        load_distilled(str(broken))
+
+
+def test_distilled_set_checks_its_contents():
+    metadata = {"target": "mnist", "num_classes": 3, "image_shape": [2, 2, 1], "mean": [0.0],
+                "std": [1.0], "num_train_steps": 5, "inner_batch_size": 2,
+                "recipe": {"model_kind": "ordinary"}}
+    images = np.zeros((2, 2, 2, 1), np.uint8)
+    good = np.array([[1, 0, 0], [0.2, 0.3, 0.5]], np.float32)
+    DistilledSet(images, good, np.arange(2), np.arange(2), metadata)
+    for labels in (good * 2, np.array([[1, 0, 0], [np.nan, 0, 1]], np.float32), good[:, :2],
+                   np.array([[1.5, -0.5, 0], [0, 0, 1]], np.float32)):
+        with pytest.raises(DistillError):
+            DistilledSet(images, labels, np.arange(2), np.arange(2), metadata)
+    with pytest.raises(DistillError, match="uint8"):
+        DistilledSet(images.astype(np.float32), good, np.arange(2), np.arange(2), metadata)
+    with pytest.raises(DistillError, match="lacks"):
+        DistilledSet(images, good, np.arange(2), np.arange(2), {"target": "mnist"})
+
+
+def test_label_statistics_against_hand_computed_values():
+    labels = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.6, 0.3],
+                       [0.5, 0.5, 0.0]])
+    source = np.array([0, 1, 1, 0])
+    np.testing.assert_allclose(label_entropy(labels)[:2], [0.0, np.log(3)], atol=1e-12)
+    assert label_entropy(labels)[2] == pytest.approx(
+        -(0.1 * np.log(0.1) + 0.6 * np.log(0.6) + 0.3 * np.log(0.3)))
+    assert top_k(labels, 2)[2] == [[1, 0.6], [2, 0.3]]
+    analysis = analyse_labels(labels, source, 3, within_dataset=True)
+    np.testing.assert_allclose(analysis["mass_by_source_class"],
+                               [[0.75, 0.25, 0.0], [(1 / 3 + 0.1) / 2, (1 / 3 + 0.6) / 2,
+                                                    (1 / 3 + 0.3) / 2], [0, 0, 0]])
+    assert analysis["source_class_counts"] == [2, 2, 0]
+    np.testing.assert_allclose(analysis["true_class_mass"], [1.0, 1 / 3, 0.6, 0.5])
+    assert analysis["top_label_is_true_class"] == pytest.approx(0.75)  # row 1 ties to class 0
+    assert analysis["largest_off_diagonal"] == {"source_class": 1, "target_class": 2,
+                                                "mean_mass": pytest.approx((1 / 3 + 0.3) / 2)}
+    across = analyse_labels(labels, source, 2, within_dataset=False)
+    assert "true_class_mass" not in across and len(across["mass_by_source_class"]) == 2
+
+
+def test_runs_write_pictures_and_statistics(finished_runs):
+    for name in ("ld", "true"):
+        model_dir, results = finished_runs[1][name]
+        assert results["plots"] == [f"plots/{p}" for p in (
+            "base_images.png", "label_mass_heatmap.png", "validation_curve.png",
+            "label_statistics.png")]
+        for plot in results["plots"]:
+            with open(os.path.join(model_dir, plot), "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        analysis = results["label_analysis"]
+        np.testing.assert_allclose(analysis["entropy_nats"],
+                                   label_entropy(np.asarray(results["labels"])), rtol=1e-5)
+    baseline = finished_runs[1]["true"][1]["label_analysis"]
+    assert baseline["top_label_is_true_class"] == 1.0
+    assert baseline["entropy_summary"]["max"] == 0.0
+
+
+def test_readme_example_is_the_plain_keras_script():
+    """The README's plain TFDS/Keras example is the body of experiments/train_plain_keras.py."""
+    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(REPO_ROOT, "experiments", "train_plain_keras.py")) as f:
+        script = f.read()
+    body = re.search(r"# --- README example: start ---\n(.*?)    # --- README example: end",
+                     script, re.S).group(1)
+    snippet = "\n".join(line[4:] for line in body.splitlines())
+    assert snippet.strip() in readme
+
+
+def test_plain_keras_script_trains_on_a_set(finished_runs):
+    from experiments.train_plain_keras import train_one
+    data_dir, runs = finished_runs
+    accuracy = train_one(os.path.join(runs["true"][0], "distilled_set"),
+                         os.path.join(data_dir, "mnist.npz"), seed=0)
+    assert accuracy > 0.5  # true labels of the easy fake classes
