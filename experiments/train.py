@@ -66,8 +66,8 @@ def run():
     for flag in ("output_json", "tensorboard_dir"):
         path = getattr(FLAGS, flag)
         if path:
-            check_creatable(os.path.dirname(path) or "." if flag == "output_json" else path,
-                            f"--{flag}")
+            folder = (os.path.dirname(path) or ".") if flag == "output_json" else path
+            check_creatable(folder, f"--{flag}")
     distilled = load_distilled(FLAGS.distilled)
     settings = TrainSettings(
         architecture=FLAGS.architecture, optimizer=FLAGS.optimizer,

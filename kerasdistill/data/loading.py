@@ -59,8 +59,9 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
-        raise DistillError(f"{path} is not an .npz file (not a zip archive); expected the "
-                           f"Keras layout with arrays {list(_NPZ_KEYS)}")
+        raise DistillError(f"{path} is not a readable .npz file (not a complete zip archive: "
+                           f"truncated, or another kind of file); expected the Keras layout "
+                           f"with arrays {list(_NPZ_KEYS)}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in _NPZ_KEYS if key not in npz.files]

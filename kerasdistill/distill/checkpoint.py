@@ -60,7 +60,7 @@ def peek_progress(directory: str) -> dict | None:
         try:
             raw = tf.train.load_checkpoint(prefix).get_tensor(_PROGRESS_KEY)
             return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        except (tf.errors.OpError, ValueError, KeyError) as error:
+        except Exception as error:  # noqa: BLE001 - a damaged file raises OpError, IndexError, ...
             errors.append(f"{prefix}: {type(error).__name__}")
     if errors:
         raise DistillError(f"no readable checkpoint in {directory} ({'; '.join(errors)}); "
@@ -124,7 +124,7 @@ class RunCheckpoint:
             try:
                 self._checkpoint.read(prefix).assert_existing_objects_matched()
                 progress = json.loads(variables["progress"].numpy().decode())
-            except (tf.errors.OpError, ValueError, AssertionError, UnicodeDecodeError) as error:
+            except Exception as error:  # noqa: BLE001 - OpError, IndexError, AssertionError, ...
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 failures.append(f"{prefix} ({message[:200]})")
                 logging.warning("checkpoint %s cannot be read (%s); trying the one before it",

@@ -1,0 +1,173 @@
+"""`experiments.train` and `experiments.export` on the command line, and the package install."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kerasdistill.distill.loop import DistillConfig
+from kerasdistill.evaluation.train_distilled import TrainSettings
+from kerasdistill.experiment import ExperimentConfig, run_experiment
+from kerasdistill.export.distilled_set import load_distilled
+from kerasdistill.errors import DistillError
+from tests.conftest import REPO_ROOT, write_fake_npz
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    """Tiny finished runs: a true-label baseline (ordinary models) and an LD RR run."""
+    root = tmp_path_factory.mktemp("train_cli")
+    data_dir = str(root / "data")
+    os.makedirs(data_dir)
+    write_fake_npz(os.path.join(data_dir, "mnist.npz"))
+    distill = DistillConfig(num_base_examples=20, inner_batch_size=10, epochs=2,
+                            outer_batch_size=64, seed=5, validation_every_epochs=1,
+                            reset_window=3)
+    base = ExperimentConfig(distill=distill, test_repetitions=3, data_dir=data_dir,
+                            num_validation=100, outer_precision="float32")
+    runs = {}
+    for name, changes in (("true", {"baseline": "true_labels"}),
+                          ("rr", {"algorithm": "ridge_regression"})):
+        model_dir = str(root / name)
+        runs[name] = (model_dir, run_experiment(dataclasses.replace(base, **changes), model_dir,
+                                                verbose=False))
+    return data_dir, runs, root
+
+
+def _cli(module, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _assert_one_error(result, message):
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+
+
+def test_train_cli_with_the_sets_defaults(sets):
+    data_dir, runs, root = sets
+    model_dir, run = runs["true"]
+    output = root / "trained" / "results.json"
+    result = _cli("experiments.train", f"--distilled={model_dir}/distilled_set",
+                  f"--data_dir={data_dir}", "--repetitions=3", f"--output_json={output}",
+                  f"--tensorboard_dir={root / 'trained' / 'tensorboard'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert len(results["test_accuracies"]) == 3
+    assert results["test_accuracy_mean"] == pytest.approx(np.mean(results["test_accuracies"]))
+    assert results["test_accuracy_std"] == pytest.approx(np.std(results["test_accuracies"]))
+    assert results["test_accuracy_mean"] > 0.6  # true labels of the easy fake classes
+    settings = results["settings"]
+    assert settings == {"architecture": "lenet", "optimizer": "adam", "learning_rate": 0.001,
+                        "steps": run["num_train_steps"], "batch_size": 10, "repetitions": 3,
+                        "seed": 5, "model_kind": "ordinary"}
+    config = json.loads((output.parent / "config.json").read_text())
+    assert config["steps"] == run["num_train_steps"] and config["command"] == "experiments.train"
+    assert sorted(os.listdir(root / "trained" / "tensorboard")) == [
+        "model_00", "model_01", "model_02"]
+    assert "test accuracy" in result.stdout
+
+
+def test_train_settings_resolve_per_optimizer(sets):
+    distilled = load_distilled(os.path.join(sets[1]["true"][0], "distilled_set"))
+    assert TrainSettings(optimizer="sgd").resolved(distilled).learning_rate == 0.01
+    assert TrainSettings(optimizer="rmsprop").resolved(distilled).learning_rate == 1e-3
+    assert TrainSettings(optimizer="sgd", learning_rate=0.5).resolved(
+        distilled).learning_rate == 0.5
+    resolved = TrainSettings(steps=7, batch_size=4, seed=9).resolved(distilled)
+    assert (resolved.steps, resolved.batch_size, resolved.seed) == (7, 4, 9)
+
+
+def test_ridge_regression_sets_train_with_the_rr_recipe(sets):
+    """Model i of the RR recipe starts as the run's test model i: the same accuracies."""
+    data_dir, runs, root = sets
+    model_dir, run = runs["rr"]
+    output = root / "rr_trained.json"
+    result = _cli("experiments.train", f"--distilled={model_dir}/distilled_set",
+                  f"--data_dir={data_dir}", "--repetitions=3", f"--output_json={output}",
+                  "--verbose=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["settings"]["model_kind"] == "ridge_regression"
+    np.testing.assert_allclose(results["test_accuracies"], run["test_accuracies"], atol=1e-6)
+    refused = _cli("experiments.train", f"--distilled={model_dir}/distilled_set",
+                   f"--data_dir={data_dir}", "--optimizer=sgd")
+    _assert_one_error(refused, "learned for ridge-regression models")
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "--distilled is required"),
+    (["--distilled=/nonexistent/set"], "is not a folder"),
+    (["--distilled={set}", "--batch_size=21"], "batch_size must be in 1..20"),
+    (["--distilled={set}", "--steps=0"], "steps must be positive"),
+    (["--distilled={set}", "--repetitions=0"], "repetitions must be positive"),
+    (["--distilled={set}", "--learning_rate=-1"], "learning_rate must be positive"),
+    (["--distilled={set}", "--architecture=vgg"], "unknown architecture 'vgg'"),
+    (["--distilled={set}", "--data_dir={empty}"], "mnist.npz was not found"),
+    (["--distilled={set}", "--output_json={file}/out.json"], "is a file, not a folder"),
+])
+def test_train_cli_bad_input(sets, tmp_path, args, message):
+    data_dir, runs, _ = sets
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    names = {"set": f"{runs['true'][0]}/distilled_set", "empty": tmp_path / "empty",
+             "file": tmp_path / "a_file"}
+    args = [a.format(**names) for a in args]
+    if not any(a.startswith("--data_dir") for a in args):
+        args.append(f"--data_dir={data_dir}")
+    _assert_one_error(_cli("experiments.train", *args), message)
+
+
+def test_export_cli(sets, tmp_path):
+    data_dir, runs, _ = sets
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("config.json", "results.json"):
+        shutil.copy(os.path.join(runs["true"][0], name), old / name)
+    result = _cli("experiments.export", f"--model_dir={old}", f"--data_dir={data_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("distilled_set")
+    assert load_distilled(str(old / "distilled_set")).num_train_steps == \
+        runs["true"][1]["num_train_steps"]
+    assert len(os.listdir(old / "plots")) == 4
+    _assert_one_error(_cli("experiments.export"), "--model_dir is required")
+    _assert_one_error(_cli("experiments.export", f"--model_dir={tmp_path / 'nothing'}"),
+                      "is not a finished run")
+
+
+def test_package_installs_and_imports_from_elsewhere(tmp_path):
+    """`pip install .` ships every subpackage: import works outside the checkout."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(REPO_ROOT, name), source / name)
+    shutil.copytree(os.path.join(REPO_ROOT, "kerasdistill"), source / "kerasdistill",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    check = subprocess.run(
+        [sys.executable, "-c", "import kerasdistill, kerasdistill.experiment, "
+         "kerasdistill.export.run_export; print(kerasdistill.__file__); "
+         "print(kerasdistill.load_distilled.__module__)"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert check.stdout.splitlines()[0].startswith(str(target))
+    assert check.stdout.splitlines()[1] == "kerasdistill.export.distilled_set"
+
+
+def test_train_settings_refuse_unknown_model_kind(sets):
+    distilled = load_distilled(os.path.join(sets[1]["true"][0], "distilled_set"))
+    with pytest.raises(DistillError, match="model_kind"):
+        TrainSettings(model_kind="teacher").resolved(distilled)

@@ -1,0 +1,329 @@
+"""Nothing silently wrong: run identity, atomic checkpoints, corrupt checkpoints,
+non-finite steps, and every bad input refused before any file is written."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from kerasdistill.data import pipeline
+from kerasdistill.distill import loop
+from kerasdistill.distill.loop import DistillConfig, NonFiniteError
+from kerasdistill.errors import DistillError
+from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
+from kerasdistill.run_identity import FREE_SETTINGS, run_identity
+from tests.conftest import REPO_ROOT, write_fake_npz
+
+
+def _config(data_dir, **changes):
+    distill = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=3,
+                            outer_batch_size=64, seed=7, validation_every_epochs=1,
+                            reset_window=3)
+    config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=2,
+                              data_dir=data_dir, num_validation=100, outer_precision="float32")
+    return dataclasses.replace(config, **changes)
+
+
+def _with_distill(config, **changes):
+    return dataclasses.replace(config, distill=dataclasses.replace(config.distill, **changes))
+
+
+def _run(config, model_dir):
+    return run_experiment(config, str(model_dir), verbose=False)
+
+
+def _snapshot(folder) -> dict:
+    """Every file under `folder` with its bytes (and nothing else changes either)."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files
+
+
+@pytest.fixture
+def finished_run(fake_data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    results = _run(_config(fake_data_dir), model_dir)
+    return model_dir, results
+
+
+# --- run identity ---------------------------------------------------------------------
+
+def test_every_setting_but_the_free_ones_is_in_the_identity():
+    base = to_json_dict(_config("data").resolved())
+    identity = run_identity(base)
+    changed_values = {"target": "fashion_mnist", "source": "fashion_mnist",
+                      "algorithm": "ridge_regression", "architecture": "alexnet",
+                      "baseline": "true_labels", "base_selection": "unbalanced",
+                      "num_validation": 200, "target_set_size": 300, "outer_splits": 1,
+                      "hypergradient": "reverse", "outer_precision": "mixed_conv_bfloat16"}
+    for key, value in changed_values.items():
+        assert run_identity({**base, key: value}) != identity, key
+    for key, value in {"num_base_examples": 20, "inner_batch_size": 10, "outer_batch_size": 32,
+                       "seed": 8, "label_learning_rate": 0.01, "validation_every_epochs": 2,
+                       "reset_window": 5}.items():
+        assert run_identity({**base, "distill": {**base["distill"], key: value}}) != identity, key
+    smoothing = {**base, "baseline": "label_smoothing"}
+    assert run_identity({**smoothing, "label_smoothing": 0.2}) != run_identity(smoothing)
+    for key, value in {"data_dir": "elsewhere", "download": True, "test_repetitions": 5,
+                       "eval_architectures": ["resnet"], "eval_optimizers": ["sgd"],
+                       "step_offsets": [10], "transfer_repetitions": 3}.items():
+        assert run_identity({**base, key: value}) == identity, key
+    assert "distill.jit_compile" in FREE_SETTINGS
+    for key, value in {"jit_compile": True, "epochs": 800}.items():
+        assert run_identity({**base, "distill": {**base["distill"], key: value}}) == identity
+    # A default spelt out is the same run: reset_window None is the rule's 50 for n = 10.
+    explicit = {**base, "num_validation": 10_000,
+                "distill": {**base["distill"], "reset_window": None}}
+    assert run_identity(explicit) == run_identity(
+        {**base, "num_validation": None, "distill": {**base["distill"], "reset_window": 50}})
+
+
+@pytest.mark.parametrize("changes", [{"target": "fashion_mnist"}, {"architecture": "alexnet"},
+                                     {"algorithm": "ridge_regression"},
+                                     {"distill_seed": 8}])
+def test_rerun_with_other_settings_is_refused_and_changes_nothing(finished_run,
+                                                                  fake_data_dir, changes):
+    model_dir, _ = finished_run
+    before = _snapshot(model_dir)
+    config = _config(fake_data_dir, **{k: v for k, v in changes.items() if k != "distill_seed"})
+    if "distill_seed" in changes:
+        config = _with_distill(config, seed=changes["distill_seed"])
+    with pytest.raises(DistillError, match="other settings") as error:
+        _run(config, model_dir)
+    key = next(iter(changes)).replace("distill_seed", "distill.seed")
+    assert key in str(error.value)
+    assert _snapshot(model_dir) == before
+
+
+def test_rerun_with_other_target_on_the_command_line_exits_2_untouched(finished_run,
+                                                                       fake_data_dir):
+    model_dir, _ = finished_run
+    before = _snapshot(model_dir)
+    result = _cli("experiments.distill", f"--data_dir={fake_data_dir}",
+                  f"--model_dir={model_dir}", "--target=fashion_mnist", "--num_validation=100",
+                  "--num_base_examples=10", "--inner_batch_size=5", "--epochs=3",
+                  "--outer_batch_size=64", "--seed=7", "--validation_every_epochs=1",
+                  "--reset_window=3", "--test_repetitions=2")
+    _assert_one_error(result, "target 'mnist' (this command: 'fashion_mnist')")
+    assert _snapshot(model_dir) == before
+
+
+def test_finished_run_may_be_extended_and_evaluated_again(finished_run, fake_data_dir):
+    model_dir, first = finished_run
+    more_tests = _run(_config(fake_data_dir, test_repetitions=3), model_dir)
+    assert more_tests["test_accuracies"][:2] == first["test_accuracies"]
+    assert more_tests["labels"] == first["labels"] and len(more_tests["test_accuracies"]) == 3
+    longer = _run(_with_distill(_config(fake_data_dir), epochs=4), model_dir)
+    assert longer["resumed_from_epoch"] == 3 and longer["meta_steps"] > first["meta_steps"]
+    assert [p["epoch"] for p in longer["validation_curve"]] == [1, 2, 3, 4]
+    before = _snapshot(model_dir)
+    with pytest.raises(DistillError, match="would shorten it"):
+        _run(_config(fake_data_dir), model_dir)  # 3 epochs < the run's 4
+    assert _snapshot(model_dir) == before
+
+
+def test_runs_of_older_versions_are_judged_by_their_config(finished_run, fake_data_dir):
+    """config.json written before run identities existed (no run_identity key, fewer keys)."""
+    model_dir, _ = finished_run
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    for newer in ("run_identity", "transfer_repetitions", "step_offsets"):
+        config.pop(newer)
+    config_path.write_text(json.dumps(config))
+    results = json.loads((model_dir / "results.json").read_text())
+    results.pop("run_identity")
+    (model_dir / "results.json").write_text(json.dumps(results))
+    before = _snapshot(model_dir)
+    with pytest.raises(DistillError, match="target"):
+        _run(_config(fake_data_dir, target="fashion_mnist"), model_dir)
+    assert _snapshot(model_dir) == before
+    _run(_config(fake_data_dir), model_dir)  # the same run is accepted
+
+
+def test_legacy_checkpoint_format_is_refused(fake_data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    (model_dir / "checkpoint").mkdir(parents=True)
+    (model_dir / "checkpoint" / "checkpoint.npz").write_bytes(b"old")
+    with pytest.raises(DistillError, match="format of kerasdistill 0.1"):
+        _run(_config(fake_data_dir), model_dir)
+    assert sorted(os.listdir(model_dir)) == ["checkpoint"]
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+_SAVER = r"""
+import sys
+import tensorflow as tf
+from kerasdistill.distill.adam import adam_init
+from kerasdistill.distill.checkpoint import RunCheckpoint
+from kerasdistill.distill.meta_step import MetaState
+
+directory, first = sys.argv[1], int(sys.argv[2])
+checkpoint = RunCheckpoint(directory)
+for k in range(first, first + 100000):
+    value = float(k)
+    big = tf.fill([400_000], value)  # ~1.6 MB per tensor: kills land inside writes
+    state = MetaState(tf.fill([10, 10], value), adam_init([tf.zeros([10, 10])]), (big, big + 1))
+    checkpoint.save(state, tf.fill([10, 10], value), {"k": k}, number=k)
+    print(k, flush=True)
+"""
+
+
+def _template():
+    import tensorflow as tf
+    from kerasdistill.distill.adam import adam_init
+    from kerasdistill.distill.meta_step import MetaState
+    zeros = tf.zeros([400_000])
+    return MetaState(tf.zeros([10, 10]), adam_init([tf.zeros([10, 10])]), (zeros, zeros))
+
+
+def test_sigkill_at_any_instant_leaves_a_whole_checkpoint(tmp_path):
+    from kerasdistill.distill.checkpoint import RunCheckpoint
+    script = tmp_path / "saver.py"
+    script.write_text(_SAVER)
+    directory = str(tmp_path / "checkpoint")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
+    first = 0
+    for delay in (0.05, 0.13, 0.31, 0.02):
+        saver = subprocess.Popen([sys.executable, str(script), directory, str(first)],
+                                 stdout=subprocess.PIPE, text=True, env=env)
+        acknowledged = int(saver.stdout.readline())  # one save done: TF is up
+        time.sleep(delay)
+        os.kill(saver.pid, signal.SIGKILL)
+        remaining = saver.stdout.read().split()
+        saver.wait()
+        if remaining:
+            acknowledged = int(remaining[-1])
+        state, best, progress = RunCheckpoint(directory).restore(_template())
+        k = progress["k"]
+        assert k in (acknowledged, acknowledged + 1)  # the last finished save, or the one in flight
+        for tensor in [*state.learner, state.soft_labels]:
+            expected = k + 1 if tensor is state.learner[1] else k
+            assert np.all(tensor.numpy() == expected)
+        assert np.all(best == k)
+        first = k + 1
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_one_before(fake_data_dir, tmp_path,
+                                                                caplog):
+    reference = _run(_config(fake_data_dir), tmp_path / "reference")
+    model_dir = tmp_path / "run"
+    _run(_config(fake_data_dir), model_dir)
+    (model_dir / "results.json").unlink()
+    newest = model_dir / "checkpoint" / "ckpt-3.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        resumed = _run(_config(fake_data_dir), model_dir)
+    assert any("ckpt-3" in record.getMessage() and "cannot be read" in record.getMessage()
+               for record in caplog.records)
+    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["labels"] == reference["labels"]
+    assert resumed["test_accuracies"] == reference["test_accuracies"]
+
+
+def test_no_readable_checkpoint_is_a_clear_error(finished_run, fake_data_dir):
+    model_dir, _ = finished_run
+    for name in os.listdir(model_dir / "checkpoint"):
+        if name.startswith("ckpt-") and ".data-" in name:
+            (model_dir / "checkpoint" / name).write_bytes(b"")
+    before = _snapshot(model_dir)
+    with pytest.raises(DistillError, match="ckpt-3") as error:
+        _run(_config(fake_data_dir), model_dir)
+    assert "checkpoint" in str(error.value)
+    assert _snapshot(model_dir) == before
+
+
+def test_injected_nan_stops_the_run_naming_the_step(fake_data_dir, tmp_path, monkeypatch):
+    real_stream = pipeline.target_stream
+
+    def nan_from_step_11(images, labels, batch_size, seed, first_epoch, end_epoch):
+        for step, (batch_images, batch_labels) in enumerate(real_stream(
+                images, labels, batch_size, seed, first_epoch, end_epoch)):
+            if step == 10:
+                batch_images = batch_images * np.nan
+            yield batch_images, batch_labels
+
+    monkeypatch.setattr(loop, "target_stream", nan_from_step_11)
+    model_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"meta step 11 \(epoch 2\) gave a non-finite "
+                                             r"outer loss") as error:
+        _run(_config(fake_data_dir), model_dir)
+    assert "checkpoint of epoch 1 is kept" in str(error.value)
+    assert not (model_dir / "results.json").exists()
+    assert sorted(n for n in os.listdir(model_dir / "checkpoint") if n.endswith(".index")) == [
+        "ckpt-1.index"]
+
+
+# --- bad input on the command line ------------------------------------------------------
+
+def _cli(module, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_error(result, message):
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+
+
+def _distill_tiny(data_dir, model_dir):
+    return _cli("experiments.distill", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+                "--num_validation=100", "--num_base_examples=10", "--inner_batch_size=5",
+                "--epochs=1", "--outer_batch_size=64", "--test_repetitions=1")
+
+
+def _bad_npz(kind, path):
+    if kind == "text":
+        path.write_text("x_train,y_train\n1,2\n")
+    elif kind == "truncated":
+        write_fake_npz(str(path))
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    elif kind == "undecompressable":
+        arrays = dict(np.load(write_fake_npz(str(path))))
+        np.savez_compressed(path, **arrays)
+        payload = bytearray(path.read_bytes())
+        middle = len(payload) // 3
+        payload[middle:middle + 64] = bytes(64)  # inside x_train's deflate stream
+        path.write_bytes(bytes(payload))
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("text", "is not a readable .npz file"),
+    ("truncated", "is not a readable .npz file"),
+    ("undecompressable", "cannot read"),
+])
+def test_damaged_data_files_exit_2_before_writing(tmp_path, kind, message):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    _bad_npz(kind, data_dir / "mnist.npz")
+    result = _distill_tiny(data_dir, tmp_path / "run")
+    _assert_one_error(result, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_dir_under_a_file_exits_2(fake_data_dir, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    result = _distill_tiny(fake_data_dir, tmp_path / "a_file" / "run")
+    _assert_one_error(result, "is a file, not a folder")
+
+
+def test_model_dir_that_cannot_be_created_exits_2(fake_data_dir):
+    target = "/sys/kerasdistill_cannot_write_here"
+    if os.path.exists(target) or not os.path.isdir("/sys"):
+        pytest.skip("needs /sys, where nobody (not even root) may create folders")
+    result = _distill_tiny(fake_data_dir, target)
+    _assert_one_error(result, "kerasdistill_cannot_write_here")
+    assert not os.path.exists(target)
