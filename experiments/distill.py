@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags
 
+from experiments import quiet_info_logs
+
 from kerasdistill.hardware import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS
 
 FLAGS = flags.FLAGS
@@ -70,6 +72,7 @@ def _integers(flag: str, values: list[str]) -> list[int]:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quiet_info_logs()
     # Imported after flag parsing so --help is instant.
     from kerasdistill.distill.loop import DistillConfig
     from kerasdistill.errors import DistillError

@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags
 
+from experiments import quiet_info_logs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished run (config.json and results.json).")
 flags.DEFINE_string("output_dir", None, "Where the set goes (default: <model_dir>/distilled_set).")
@@ -26,6 +28,7 @@ flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download missin
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quiet_info_logs()
     from kerasdistill.errors import DistillError
     from kerasdistill.export.run_export import DISTILLED_DIR, export_run
     import os

@@ -17,6 +17,8 @@ import sys
 
 from absl import app, flags
 
+from experiments import quiet_info_logs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("distilled", None, "A distilled set folder (a run's distilled_set/).")
 flags.DEFINE_string("architecture", None, "Model architecture (default: the set's).")
@@ -42,6 +44,7 @@ flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quiet_info_logs()
     from kerasdistill.errors import DistillError
     try:
         run()

@@ -50,6 +50,12 @@ def check_creatable(path: str, flag: str):
         raise DistillError(f"{flag}={path}: {probe} is not writable")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: str):
     with contextlib.suppress(OSError):  # not every file system lets a folder be synced
         fd = os.open(path, os.O_RDONLY)
@@ -69,6 +75,7 @@ def write_bytes_atomic(path: str, payload: bytes):
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would keep the file private
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -106,6 +113,7 @@ def atomic_directory(path: str):
     parent, name = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the folder private
     try:
         yield tmp
         for root, _, files in os.walk(tmp):

@@ -41,7 +41,7 @@ def plot_base_images(images, top3, class_names, source_labels, source_class_name
     columns = min(10, count)
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.35 * rows),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index >= count:
@@ -52,7 +52,7 @@ def plot_base_images(images, top3, class_names, source_labels, source_class_name
         lines = [f"[{source_class_names[source_labels[index]]}]"] + [
             f"{class_names[c]}: {p:.2f}" for c, p in top3[index]]
         ax.set_title("\n".join(lines), fontsize=7, loc="left")
-    fig.suptitle("Base images: [own class], then the top-3 learned labels", y=1.0)
+    fig.suptitle("Base images: [own class], then the top-3 learned labels")
     _save(fig, path)
 
 
@@ -93,6 +93,11 @@ def plot_validation_curve(curve, path, best_steps: int | None = None):
         steps_ax = ax.twinx()
         steps_ax.plot(epochs, [p["num_train_steps"] for p in curve], color="tab:orange")
         steps_ax.set_ylabel("training steps (from resets)", color="tab:orange")
+        # The selected labels: the lowest validation error, ties to the later point.
+        best = min(reversed(curve), key=lambda p: p["validation_error"])
+        ax.plot([best["epoch"]], [100 * best["validation_error"]], "o", color="tab:red",
+                label=f"selected: epoch {best['epoch']}, {best['num_train_steps']} steps")
+        ax.legend(loc="upper right")
         ax.set_title("Validation error and learned step count over the run")
     else:
         steps = [p["steps"] for p in curve]
