@@ -71,6 +71,8 @@ def run():
         if path:
             folder = (os.path.dirname(path) or ".") if flag == "output_json" else path
             check_creatable(folder, f"--{flag}")
+    if FLAGS.output_json:
+        _check_output_json(FLAGS.output_json)
     distilled = load_distilled(FLAGS.distilled)
     settings = TrainSettings(
         architecture=FLAGS.architecture, optimizer=FLAGS.optimizer,
@@ -87,7 +89,9 @@ def run():
               f"{spec.name} images", file=sys.stderr)
     results = train_on_distilled(distilled, settings, test_images, target.test_labels,
                                  tensorboard_dir=FLAGS.tensorboard_dir,
-                                 verbose=1 if FLAGS.verbose else 0)
+                                 # Keras's live bar in a terminal, a line per model in a log.
+                                 verbose=(1 if sys.stderr.isatty() else 2) if FLAGS.verbose
+                                 else 0)
     results.update({
         "distilled": FLAGS.distilled, "target": spec.name, "target_origin": target.origin,
         "distilled_run_test_accuracy_mean": distilled.metadata.get("test_accuracy_mean"),
@@ -107,6 +111,20 @@ def run():
                 "command": "experiments.train", "distilled": FLAGS.distilled,
                 "data_dir": FLAGS.data_dir, **results["settings"],
                 "kerasdistill_version": __version__})
+
+
+def _check_output_json(path: str):
+    """Refuses, before any training, an output that would replace something else."""
+    from kerasdistill.errors import DistillError
+    from kerasdistill.files import read_json
+    if os.path.isdir(path):
+        raise DistillError(f"--output_json={path} is a folder; name a file")
+    config_path = os.path.join(os.path.dirname(path), "config.json")
+    if os.path.basename(path) == "results.json" and os.path.exists(config_path) and \
+            read_json(config_path, "the folder's config").get("command") != "experiments.train":
+        raise DistillError(f"--output_json={path} would overwrite the results of another kind "
+                           f"of run ({config_path} was not written by experiments.train); "
+                           f"name another folder")
 
 
 if __name__ == "__main__":

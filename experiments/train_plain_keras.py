@@ -10,6 +10,7 @@ two equal): it is what a user who received a distilled set writes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from absl import app, flags
@@ -36,7 +37,7 @@ def train_one(DISTILLED, TEST_NPZ, seed):
 
     keras.utils.set_random_seed(seed)
     init = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")  # PyTorch's default
-    model = keras.Sequential([  # LeNet, the architecture the labels were learned with
+    model = keras.Sequential([  # LeNet for 28x28 inputs, as meta["architecture"] == "lenet"
         keras.Input(meta["image_shape"]),
         keras.layers.Conv2D(6, 5, padding="same", activation="relu", kernel_initializer=init),
         keras.layers.MaxPooling2D(2),
@@ -77,9 +78,10 @@ def main(argv):
                "script": "experiments.train_plain_keras (the README's plain TFDS/Keras example)"}
     print(f"test accuracy {100 * results['test_accuracy_mean']:.2f} +- "
           f"{100 * results['test_accuracy_std']:.2f} % over {FLAGS.repetitions} models")
-    if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as f:
+    if FLAGS.output_json:  # a temporary file and a rename: never half a file
+        with open(FLAGS.output_json + ".tmp", "w") as f:
             json.dump(results, f, indent=1)
+        os.replace(FLAGS.output_json + ".tmp", FLAGS.output_json)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
 from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
                                             write_run_products)
-from kerasdistill.files import check_creatable, prepare_output_dir, write_json_atomic
+from kerasdistill.files import check_creatable, prepare_output_dir, read_json, write_json_atomic
 from kerasdistill.models import ModelFactory, architecture_names
 from kerasdistill.run_identity import check_model_dir, run_identity
 from kerasdistill.seeding import BASELINE, TEST, derive_seed
@@ -153,7 +153,13 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     start = time.perf_counter()
     inputs = load_inputs(config)
     times = {"data_seconds": time.perf_counter() - start}
+    spec = inputs.target.spec
+    factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
+    solver = _solver(config, factory)
+    for architecture in config.eval_architectures:  # fail now, not after hours of training
+        _solver(config, dataclasses.replace(factory, architecture=architecture))
     prepare_output_dir(model_dir)
+    _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
     write_json_atomic(os.path.join(model_dir, "config.json"), {
         **settings, "run_identity": identity, "kerasdistill_version": __version__,
         "tensorflow_version": tf.__version__, "python": platform.python_version()})
@@ -163,9 +169,6 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
               f"{len(inputs.base_images)} base examples from {config.source}", file=sys.stderr)
 
-    spec = inputs.target.spec
-    factory = ModelFactory(config.architecture, spec.image_shape, spec.num_classes)
-    solver = _solver(config, factory)
     trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size)
     results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
     if config.baseline == "none":
@@ -182,7 +185,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         "base_source_labels": [int(i) for i in inputs.base_labels],
         "source_origin": config.source, "target_origin": inputs.target_raw.origin,
         "outer_precision": solver.outer_precision,
-        "run_identity": identity,
+        "run_identity": identity, "epochs": config.distill.epochs,
         "wall_times": times,
     })
     products = write_run_products(
@@ -200,6 +203,18 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"{len(results['test_accuracies'])} models, {num_steps} training steps; "
               f"distilled set in {os.path.join(model_dir, DISTILLED_DIR)}", file=sys.stderr)
     return results
+
+
+def _set_aside_results_of_fewer_epochs(model_dir: str, epochs: int):
+    """A finished run being extended: its results.json no longer describes the folder's
+    config, so it becomes results.epochs-<E>.json until the longer run writes its own."""
+    results_path = os.path.join(model_dir, "results.json")
+    config_path = os.path.join(model_dir, "config.json")
+    if not (os.path.exists(results_path) and os.path.exists(config_path)):
+        return
+    stored_epochs = read_json(config_path, "the run's config")["distill"]["epochs"]
+    if stored_epochs < epochs:
+        os.replace(results_path, os.path.join(model_dir, f"results.epochs-{stored_epochs}.json"))
 
 
 def load_inputs(config: ExperimentConfig) -> RunInputs:

@@ -50,10 +50,14 @@ def check_creatable(path: str, flag: str):
         raise DistillError(f"{flag}={path}: {probe} is not writable")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: setting the umask briefly to 0 races with threads creating files.
+_UMASK = _read_umask()
 
 
 def _fsync_dir(path: str):
@@ -75,7 +79,7 @@ def write_bytes_atomic(path: str, payload: bytes):
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would keep the file private
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would keep the file private
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -113,7 +117,7 @@ def atomic_directory(path: str):
     parent, name = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the folder private
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700 would keep the folder private
     try:
         yield tmp
         for root, _, files in os.walk(tmp):

@@ -125,6 +125,14 @@ def check_model_dir(model_dir: str, config: dict):
         stored = progress.get("identity")
         if stored is not None and identity_differences(stored, requested):
             _refuse(model_dir, "a checkpoint", identity_differences(stored, requested))
+        every = config["distill"]["validation_every_epochs"]
+        if progress.get("epoch", 0) < epochs and progress.get("epoch", 0) % every:
+            raise DistillError(
+                f"--model_dir={model_dir} holds a run that ended at epoch {progress['epoch']}, "
+                f"between the validation points (every {every} epochs; the last epoch is always "
+                f"validated): extended to {epochs} epochs it would keep that extra point and "
+                f"differ from a fresh {epochs}-epoch run. Nothing was changed. Use another "
+                f"--model_dir")
         if progress.get("epoch", 0) > epochs:
             raise DistillError(
                 f"--model_dir={model_dir} holds a checkpoint at epoch {progress['epoch']}, beyond "

@@ -147,6 +147,32 @@ def test_export_refuses_data_that_do_not_match_the_run(finished_runs, tmp_path):
         export_run(str(tmp_path))
 
 
+def test_export_never_replaces_a_folder_that_is_not_a_set(finished_runs, tmp_path):
+    from tests.test_trust import _snapshot
+    data_dir, runs = finished_runs
+    model_dir = runs["ld"][0]
+    before = _snapshot(model_dir)
+    for output_dir in (model_dir, os.path.dirname(model_dir)):  # the run itself, runs/
+        with pytest.raises(DistillError, match="is not a distilled set"):
+            export_run(model_dir, output_dir=output_dir, data_dir=data_dir, plots_dir="")
+    assert _snapshot(model_dir) == before
+
+
+def test_committed_run_of_kerasdistill_0_1_exports(shared_data_dir, tmp_path):
+    """results/mnist_n100_ld_f32_s1234 was made before distilled sets existed."""
+    run = os.path.join(REPO_ROOT, "results", "mnist_n100_ld_f32_s1234")
+    with open(os.path.join(run, "results.json")) as f:
+        results = json.load(f)
+    products = export_run(run, output_dir=str(tmp_path / "set"), data_dir=shared_data_dir,
+                          plots_dir="")
+    distilled = load_distilled(str(tmp_path / "set"))
+    raw = np.load(os.path.join(shared_data_dir, "mnist.npz"))
+    np.testing.assert_array_equal(distilled.images[..., 0], raw["x_train"][results["base_indices"]])
+    np.testing.assert_array_equal(distilled.soft_labels, np.asarray(results["labels"], np.float32))
+    assert distilled.num_train_steps == 328 and distilled.metadata["seed"] == 1234
+    assert products.label_analysis["within_dataset"]
+
+
 def test_damaged_sets_give_clear_errors(finished_runs, tmp_path):
     source = os.path.join(finished_runs[1]["ld"][0], "distilled_set")
     with pytest.raises(DistillError, match="not a folder"):
@@ -216,6 +242,32 @@ def test_runs_write_pictures_and_statistics(finished_runs):
     baseline = finished_runs[1]["true"][1]["label_analysis"]
     assert baseline["top_label_is_true_class"] == 1.0
     assert baseline["entropy_summary"]["max"] == 0.0
+
+
+@pytest.mark.parametrize("target,source", [("cifar10", "mnist"), ("cifar100", "emnist_letters")])
+def test_pictures_of_colour_many_class_and_cross_dataset_sets(tmp_path, target, source):
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.export.plots import write_plots
+    target_spec, source_spec = get_dataset_spec(target), get_dataset_spec(source)
+    rng = np.random.default_rng(0)
+    labels = rng.dirichlet(np.ones(target_spec.num_classes), size=30).astype(np.float32)
+    source_labels = rng.integers(0, source_spec.num_classes, 30)
+    metadata = {"target": target, "source": source, "num_classes": target_spec.num_classes,
+                "image_shape": list(target_spec.image_shape),
+                "mean": list(target_spec.mean), "std": list(target_spec.std),
+                "num_train_steps": 40, "inner_batch_size": 10, "recipe": {},
+                "class_names": target_spec.class_name_list(),
+                "source_class_names": source_spec.class_name_list()}
+    distilled = DistilledSet(rng.integers(0, 256, (30, *target_spec.image_shape), np.uint8),
+                             labels / labels.sum(1, keepdims=True), np.arange(30),
+                             source_labels, metadata)
+    analysis = analyse_labels(distilled.soft_labels, source_labels, source_spec.num_classes,
+                              within_dataset=False)
+    curve = [{"steps": s, "validation_error": 0.9 - s / 1000} for s in (10, 25, 50)]
+    names = write_plots(distilled, analysis, curve, str(tmp_path / "plots"))
+    assert len(names) == 4
+    for name in names:
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_readme_example_is_the_plain_keras_script():

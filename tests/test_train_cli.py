@@ -113,13 +113,15 @@ def test_ridge_regression_sets_train_with_the_rr_recipe(sets):
     (["--distilled={set}", "--architecture=vgg"], "unknown architecture 'vgg'"),
     (["--distilled={set}", "--data_dir={empty}"], "mnist.npz was not found"),
     (["--distilled={set}", "--output_json={file}/out.json"], "is a file, not a folder"),
+    (["--distilled={set}", "--output_json={empty}"], "is a folder; name a file"),
+    (["--distilled={set}", "--output_json={run}/results.json"], "another kind of run"),
 ])
 def test_train_cli_bad_input(sets, tmp_path, args, message):
     data_dir, runs, _ = sets
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "empty").mkdir()
     names = {"set": f"{runs['true'][0]}/distilled_set", "empty": tmp_path / "empty",
-             "file": tmp_path / "a_file"}
+             "file": tmp_path / "a_file", "run": runs["true"][0]}
     args = [a.format(**names) for a in args]
     if not any(a.startswith("--data_dir") for a in args):
         args.append(f"--data_dir={data_dir}")

@@ -126,10 +126,28 @@ def test_finished_run_may_be_extended_and_evaluated_again(finished_run, fake_dat
     longer = _run(_with_distill(_config(fake_data_dir), epochs=4), model_dir)
     assert longer["resumed_from_epoch"] == 3 and longer["meta_steps"] > first["meta_steps"]
     assert [p["epoch"] for p in longer["validation_curve"]] == [1, 2, 3, 4]
+    # The old results stay beside the new ones, under their epoch count.
+    assert json.loads((model_dir / "results.epochs-3.json").read_text())["labels"] == \
+        more_tests["labels"]
+    fresh = _run(_with_distill(_config(fake_data_dir), epochs=4), model_dir.parent / "fresh")
+    for key in ("labels", "validation_curve", "reset_points", "test_accuracies",
+                "num_train_steps"):
+        assert longer[key] == fresh[key], key
     before = _snapshot(model_dir)
     with pytest.raises(DistillError, match="would shorten it"):
         _run(_config(fake_data_dir), model_dir)  # 3 epochs < the run's 4
     assert _snapshot(model_dir) == before
+
+
+def test_run_ending_between_validation_points_is_not_extended(fake_data_dir, tmp_path):
+    """Validation every 2 epochs, 3 epochs: epoch 3 was an extra (last-epoch) point that a
+    fresh 5-epoch run would not have."""
+    config = _with_distill(_config(fake_data_dir), validation_every_epochs=2)
+    _run(config, tmp_path / "run")
+    before = _snapshot(tmp_path / "run")
+    with pytest.raises(DistillError, match="between the validation points"):
+        _run(_with_distill(config, epochs=5), tmp_path / "run")
+    assert _snapshot(tmp_path / "run") == before
 
 
 def test_runs_of_older_versions_are_judged_by_their_config(finished_run, fake_data_dir):

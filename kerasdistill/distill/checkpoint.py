@@ -33,7 +33,7 @@ def _numbered_prefixes(directory: str) -> list[str]:
     """Checkpoint prefixes in `directory`, newest first, read from the files
     themselves, so a damaged `checkpoint` index file cannot hide them."""
     found = []
-    for index_file in glob.glob(os.path.join(directory, f"{_PREFIX}-*.index")):
+    for index_file in glob.glob(os.path.join(glob.escape(directory), f"{_PREFIX}-*.index")):
         match = re.fullmatch(rf"{_PREFIX}-(\d+)\.index", os.path.basename(index_file))
         if match:
             found.append((int(match.group(1)), index_file[:-len(".index")]))

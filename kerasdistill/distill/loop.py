@@ -146,7 +146,8 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
     num_base = len(base_images)
     if num_base != config.num_base_examples:
         raise DistillError(f"got {num_base} base images, config says {config.num_base_examples}")
-    run = _LabelDistillation(solver, config, base_images, target, verbose)
+    run = _LabelDistillation(solver, config, base_images, target, verbose,
+                             checkpointing=bool(checkpoint_dir))
     identity = identity if identity is not None else default_identity(config, solver)
     checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
     state, progress = run.restore(checkpoint, identity)
@@ -181,8 +182,9 @@ class _LabelDistillation:
     RunProgress, which the methods take and return."""
 
     def __init__(self, solver: InnerSolver, config: DistillConfig, base_images, target,
-                 verbose: bool):
+                 verbose: bool, checkpointing: bool):
         self.solver, self.config, self.target, self.verbose = solver, config, target, verbose
+        self.checkpointing = checkpointing
         self.num_base, self.num_classes = len(base_images), target.spec.num_classes
         self.window = config.reset_window or default_reset_window(self.num_base,
                                                                   self.num_classes)
@@ -264,8 +266,12 @@ class _LabelDistillation:
         if finite.all():
             return
         broken = [name for name, ok in zip(FINITE_CHECKS, finite) if not ok]
-        kept = (f"the checkpoint of epoch {progress.curve[-1]['epoch']} is kept"
-                if progress.curve else "no checkpoint had been written yet")
+        if not self.checkpointing:
+            kept = "no checkpoints are kept by this run"
+        elif progress.curve:
+            kept = f"the checkpoint of epoch {progress.curve[-1]['epoch']} is kept"
+        else:
+            kept = "no checkpoint had been written yet"
         raise NonFiniteError(
             f"meta step {progress.global_step} (epoch {progress.epoch + 1}) gave a non-finite "
             f"{' and '.join(broken)}; the run stopped there ({kept}; no results were written). "

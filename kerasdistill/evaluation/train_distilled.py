@@ -97,7 +97,8 @@ def train_on_distilled(distilled: DistilledSet, settings: TrainSettings, test_im
       test_images: the target's test images, normalised as the set says.
       test_labels: their integer classes.
       tensorboard_dir: Keras TensorBoard logs, one sub-folder per model (None: none).
-      verbose: 0 silent, 1 a Keras progress bar per model and a line per model.
+      verbose: 0 silent; 1 (a live Keras progress bar) or 2 (a line per model) and a
+        line with each model's accuracy.
 
     Returns test_accuracy_mean / _std / test_accuracies (fractions) and the settings.
     """

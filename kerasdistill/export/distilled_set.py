@@ -152,10 +152,30 @@ def _jsonable(value):
     return value
 
 
+def check_replaceable(path: str, flag: str = "--output_dir"):
+    """Raises DistillError unless `path` is absent or already a distilled set: writing a
+    set replaces the folder whole, and must never replace anything else (a run, runs/)."""
+    from kerasdistill.files import check_creatable
+    if os.path.exists(path):
+        metadata_path = os.path.join(path, METADATA_FILE)
+        is_set = os.path.isdir(path) and os.path.exists(metadata_path)
+        if is_set:
+            try:
+                is_set = read_json(metadata_path, "distilled set metadata").get("format") == FORMAT
+            except DistillError:
+                is_set = False
+        if not is_set:
+            raise DistillError(f"{flag}={path} exists and is not a distilled set; writing one "
+                               f"replaces the folder whole, so name a new folder")
+    check_creatable(os.path.dirname(os.path.abspath(path)), flag)
+
+
 def write_distilled_set(distilled: DistilledSet, path: str) -> str:
-    """Writes `distilled` to folder `path` (replacing it whole, atomically)."""
+    """Writes `distilled` to folder `path` (replacing it whole, atomically). `path` must
+    be absent or hold a distilled set already."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
+    check_replaceable(path)
     metadata = _jsonable({"format": FORMAT, "format_version": FORMAT_VERSION,
                           **distilled.metadata, "num_examples": len(distilled)})
     features = _features(metadata["image_shape"], metadata["num_classes"])

@@ -6,6 +6,7 @@ source dataset by index)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import adapt_images
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_analysis import analyse_labels
-from kerasdistill.export.distilled_set import DistilledSet, write_distilled_set
+from kerasdistill.export.distilled_set import DistilledSet, check_replaceable, write_distilled_set
 from kerasdistill.export.plots import write_plots
 from kerasdistill.files import check_creatable, read_json
 
@@ -93,8 +94,13 @@ def write_run_products(config: dict, results: dict, base_images: np.ndarray, rec
         source_indices=np.asarray(results["base_indices"], np.int64),
         source_labels=source_labels, metadata={**metadata, "label_analysis": analysis})
     write_distilled_set(distilled, distilled_dir)
-    plots = write_plots(distilled, analysis, results.get("validation_curve"), plots_dir) \
-        if plots_dir else []
+    plots = []
+    if plots_dir:
+        try:
+            plots = write_plots(distilled, analysis, results.get("validation_curve"), plots_dir)
+        except Exception as error:  # noqa: BLE001 - pictures must not cost a finished run
+            logging.warning("the pictures could not be drawn (%s: %s); the results and the "
+                            "distilled set are written regardless", type(error).__name__, error)
     return RunProducts(distilled, analysis, plots)
 
 
@@ -121,7 +127,7 @@ def export_run(model_dir: str, output_dir: str | None = None, data_dir: str | No
             raise DistillError(f"{model_dir}/results.json lacks {key!r}")
     output_dir = output_dir or os.path.join(model_dir, DISTILLED_DIR)
     plots_dir = os.path.join(model_dir, PLOTS_DIR) if plots_dir is None else plots_dir
-    check_creatable(output_dir, "--output_dir")
+    check_replaceable(output_dir, "--output_dir")
     if plots_dir:
         check_creatable(plots_dir, "--plots_dir")
     target = get_dataset_spec(config["target"])
