@@ -19,7 +19,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("distilled", None, "A distilled set folder.")
 flags.DEFINE_string("test_npz", None, "The target's test split: an npz with x_test, y_test.")
 flags.DEFINE_integer("repetitions", 20, "Models to train.")
-flags.DEFINE_string("output_json", None, "Write mean, std and every accuracy here.")
+flags.DEFINE_string("output_json", None, "Write mean, std and every accuracy here (named "
+                    "results.json, with a config.json of these flags beside it).")
 
 
 def train_one(DISTILLED, TEST_NPZ, seed):
@@ -82,6 +83,14 @@ def main(argv):
         with open(FLAGS.output_json + ".tmp", "w") as f:
             json.dump(results, f, indent=1)
         os.replace(FLAGS.output_json + ".tmp", FLAGS.output_json)
+        if os.path.basename(FLAGS.output_json) == "results.json":  # a run folder: its settings
+            config_path = os.path.join(os.path.dirname(FLAGS.output_json), "config.json")
+            with open(config_path + ".tmp", "w") as f:
+                json.dump({"command": "experiments.train_plain_keras",
+                           "distilled": FLAGS.distilled, "test_npz": FLAGS.test_npz,
+                           "repetitions": FLAGS.repetitions, "seeds": "0 .. repetitions-1"},
+                          f, indent=1)
+            os.replace(config_path + ".tmp", config_path)
 
 
 if __name__ == "__main__":
