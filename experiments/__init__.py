@@ -8,3 +8,25 @@ def quiet_info_logs():
     from absl import flags, logging
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def entry_point(run):
+    """The `main(argv)` of an absl entry point around `run()`: refuses stray arguments,
+    quiets INFO logs, and turns a DistillError (bad input) into one `error: ...` line
+    and exit status 2, with no traceback."""
+    import sys
+
+    def main(argv):
+        from absl import app
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        quiet_info_logs()
+        # Imported here, after flag parsing, so that --help stays instant.
+        from kerasdistill.errors import DistillError
+        try:
+            run()
+        except DistillError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return main

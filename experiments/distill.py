@@ -10,11 +10,10 @@ rerun of the same command resumes from, and TensorBoard summaries.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
 
-from experiments import quiet_info_logs
+from experiments import entry_point
 
 from kerasdistill.hardware import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS
 
@@ -69,41 +68,36 @@ def _integers(flag: str, values: list[str]) -> list[int]:
         raise DistillError(f"--{flag} takes whole numbers, got {','.join(values)}") from None
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_info_logs()
-    # Imported after flag parsing so --help is instant.
+def _run():
     from kerasdistill.distill.loop import DistillConfig
     from kerasdistill.errors import DistillError
     from kerasdistill.experiment import ExperimentConfig, run_experiment
 
-    try:
-        if not FLAGS.model_dir:
-            raise DistillError("--model_dir is required: it is where results are written")
-        config = ExperimentConfig(
-            distill=DistillConfig(
-                num_base_examples=FLAGS.num_base_examples,
-                inner_batch_size=FLAGS.inner_batch_size, epochs=FLAGS.epochs,
-                outer_batch_size=FLAGS.outer_batch_size, seed=FLAGS.seed,
-                validation_every_epochs=FLAGS.validation_every_epochs,
-                reset_window=FLAGS.reset_window, jit_compile=FLAGS.jit_compile),
-            target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
-            architecture=FLAGS.architecture, baseline=FLAGS.baseline,
-            label_smoothing=FLAGS.label_smoothing, base_selection=FLAGS.base_selection,
-            test_repetitions=FLAGS.test_repetitions, data_dir=FLAGS.data_dir,
-            download=FLAGS.download, num_validation=FLAGS.num_validation,
-            target_set_size=FLAGS.target_set_size, outer_splits=FLAGS.outer_splits,
-            hypergradient=FLAGS.hypergradient, outer_precision=FLAGS.outer_precision,
-            eval_architectures=tuple(FLAGS.eval_architectures),
-            eval_optimizers=tuple(FLAGS.eval_optimizers),
-            step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
-            transfer_repetitions=FLAGS.transfer_repetitions)
-        run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose)
-    except DistillError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    if not FLAGS.model_dir:
+        raise DistillError("--model_dir is required: it is where results are written")
+    config = ExperimentConfig(
+        distill=DistillConfig(
+            num_base_examples=FLAGS.num_base_examples,
+            inner_batch_size=FLAGS.inner_batch_size, epochs=FLAGS.epochs,
+            outer_batch_size=FLAGS.outer_batch_size, seed=FLAGS.seed,
+            validation_every_epochs=FLAGS.validation_every_epochs,
+            reset_window=FLAGS.reset_window, jit_compile=FLAGS.jit_compile),
+        target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
+        architecture=FLAGS.architecture, baseline=FLAGS.baseline,
+        label_smoothing=FLAGS.label_smoothing, base_selection=FLAGS.base_selection,
+        test_repetitions=FLAGS.test_repetitions, data_dir=FLAGS.data_dir,
+        download=FLAGS.download, num_validation=FLAGS.num_validation,
+        target_set_size=FLAGS.target_set_size, outer_splits=FLAGS.outer_splits,
+        hypergradient=FLAGS.hypergradient, outer_precision=FLAGS.outer_precision,
+        eval_architectures=tuple(FLAGS.eval_architectures),
+        eval_optimizers=tuple(FLAGS.eval_optimizers),
+        step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
+        transfer_repetitions=FLAGS.transfer_repetitions)
+    run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose)
     print(os.path.join(FLAGS.model_dir, "results.json"))
+
+
+main = entry_point(_run)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ classes the run recorded for them.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
 
-from experiments import quiet_info_logs
+from experiments import entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished run (config.json and results.json).")
@@ -25,26 +26,21 @@ flags.DEFINE_string("plots_dir", None, "Where the pictures go (default: <model_d
 flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download missing data.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_info_logs()
+def _run():
     from kerasdistill.errors import DistillError
     from kerasdistill.export.run_export import DISTILLED_DIR, export_run
-    import os
-    try:
-        if not FLAGS.model_dir:
-            raise DistillError("--model_dir is required: the finished run to export")
-        products = export_run(FLAGS.model_dir, FLAGS.output_dir, FLAGS.data_dir,
-                              FLAGS.plots_dir, FLAGS.download)
-    except DistillError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    if not FLAGS.model_dir:
+        raise DistillError("--model_dir is required: the finished run to export")
+    products = export_run(FLAGS.model_dir, FLAGS.output_dir, FLAGS.data_dir, FLAGS.plots_dir,
+                          FLAGS.download)
     analysis = products.label_analysis
     print(f"{len(products.distilled)} examples, {products.distilled.num_train_steps} training "
           f"steps; mean label entropy {analysis['entropy_summary']['mean']:.3f} nats; "
           f"plots: {', '.join(products.plots) or 'none'}", file=sys.stderr)
     print(FLAGS.output_dir or os.path.join(FLAGS.model_dir, DISTILLED_DIR))
+
+
+main = entry_point(_run)
 
 
 if __name__ == "__main__":

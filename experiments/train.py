@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import quiet_info_logs
+from experiments import entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("distilled", None, "A distilled set folder (a run's distilled_set/).")
@@ -41,19 +41,7 @@ flags.DEFINE_string("tensorboard_dir", None, "Keras TensorBoard logs, one folder
 flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    quiet_info_logs()
-    from kerasdistill.errors import DistillError
-    try:
-        run()
-    except DistillError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-def run():
+def _run():
     from kerasdistill import __version__
     from kerasdistill.data.loading import load_dataset
     from kerasdistill.data.splits import normalize_images
@@ -125,6 +113,9 @@ def _check_output_json(path: str):
         raise DistillError(f"--output_json={path} would overwrite the results of another kind "
                            f"of run ({config_path} was not written by experiments.train); "
                            f"name another folder")
+
+
+main = entry_point(_run)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,36 @@ def fake_data_dir(tmp_path):
     write_fake_npz(str(tmp_path / "mnist.npz"))
     write_fake_npz(str(tmp_path / "fashion_mnist.npz"), seed=1)
     return str(tmp_path)
+
+
+def run_cli(module: str, *args, timeout: int = 600):
+    """Runs `python -m module args...` from the checkout, as a user would."""
+    import subprocess
+    import sys
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_error(result, message: str):
+    """Exit status 2, no traceback, exactly one `error: ...` line, containing `message`."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+
+
+def tiny_config(data_dir, num_base_examples=10, inner_batch_size=5, epochs=3, seed=7,
+                test_repetitions=2, **changes):
+    """An ExperimentConfig small enough for a test: fake MNIST, 64-image outer batches,
+    validation every epoch, reset window 3, float32."""
+    import dataclasses
+    from kerasdistill.distill.loop import DistillConfig
+    from kerasdistill.experiment import ExperimentConfig
+    distill = DistillConfig(num_base_examples=num_base_examples,
+                            inner_batch_size=inner_batch_size, epochs=epochs,
+                            outer_batch_size=64, seed=seed, validation_every_epochs=1,
+                            reset_window=3)
+    config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=test_repetitions,
+                              data_dir=data_dir, num_validation=100, outer_precision="float32")
+    return dataclasses.replace(config, **changes)

@@ -103,7 +103,7 @@ def test_malformed_npz_files(tmp_path):
     with pytest.raises(DistillError, match="labels span"):
         load_dataset("mnist", str(tmp_path))
     (tmp_path / "mnist.npz").write_bytes(b"not a zip file")
-    with pytest.raises(DistillError, match="cannot read"):
+    with pytest.raises(DistillError, match="is not a readable .npz file"):
         load_dataset("mnist", str(tmp_path))
 
 

@@ -1,7 +1,6 @@
 """Distilled sets: the TFDS round trip, load_distilled + model.fit, export of old runs,
 label statistics and pictures, the README's plain-TFDS example."""
 
-import dataclasses
 import json
 import os
 import re
@@ -10,22 +9,17 @@ import shutil
 import numpy as np
 import pytest
 
-from kerasdistill.distill.loop import DistillConfig
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_analysis import analyse_labels, label_entropy, top_k
-from kerasdistill.experiment import ExperimentConfig, run_experiment
+from kerasdistill.experiment import run_experiment
 from kerasdistill.export.distilled_set import DistilledSet, load_distilled
 from kerasdistill.export.run_export import export_run
-from tests.conftest import REPO_ROOT, write_fake_npz
+from tests.conftest import REPO_ROOT, tiny_config, write_fake_npz
 
 
 def _config(data_dir, **changes):
-    distill = DistillConfig(num_base_examples=20, inner_batch_size=10, epochs=2,
-                            outer_batch_size=64, seed=3, validation_every_epochs=1,
-                            reset_window=3)
-    config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=2,
-                              data_dir=data_dir, num_validation=100, outer_precision="float32")
-    return dataclasses.replace(config, **changes)
+    return tiny_config(data_dir, num_base_examples=20, inner_batch_size=10, epochs=2, seed=3,
+                       **changes)
 
 
 @pytest.fixture(scope="module")

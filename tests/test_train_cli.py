@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from kerasdistill.distill.loop import DistillConfig
 from kerasdistill.evaluation.train_distilled import TrainSettings
-from kerasdistill.experiment import ExperimentConfig, run_experiment
+from kerasdistill.experiment import run_experiment
 from kerasdistill.export.distilled_set import load_distilled
 from kerasdistill.errors import DistillError
-from tests.conftest import REPO_ROOT, write_fake_npz
+from tests.conftest import REPO_ROOT, assert_one_error, run_cli, tiny_config, write_fake_npz
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +24,8 @@ def sets(tmp_path_factory):
     data_dir = str(root / "data")
     os.makedirs(data_dir)
     write_fake_npz(os.path.join(data_dir, "mnist.npz"))
-    distill = DistillConfig(num_base_examples=20, inner_batch_size=10, epochs=2,
-                            outer_batch_size=64, seed=5, validation_every_epochs=1,
-                            reset_window=3)
-    base = ExperimentConfig(distill=distill, test_repetitions=3, data_dir=data_dir,
-                            num_validation=100, outer_precision="float32")
+    base = tiny_config(data_dir, num_base_examples=20, inner_batch_size=10, epochs=2, seed=5,
+                       test_repetitions=3)
     runs = {}
     for name, changes in (("true", {"baseline": "true_labels"}),
                           ("rr", {"algorithm": "ridge_regression"})):
@@ -39,17 +35,7 @@ def sets(tmp_path_factory):
     return data_dir, runs, root
 
 
-def _cli(module, *args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def _assert_one_error(result, message):
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+_cli, _assert_one_error = run_cli, assert_one_error
 
 
 def test_train_cli_with_the_sets_defaults(sets):

@@ -14,20 +14,15 @@ import pytest
 
 from kerasdistill.data import pipeline
 from kerasdistill.distill import loop
-from kerasdistill.distill.loop import DistillConfig, NonFiniteError
+from kerasdistill.distill.loop import NonFiniteError
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
+from kerasdistill.experiment import run_experiment, to_json_dict
 from kerasdistill.run_identity import FREE_SETTINGS, run_identity
-from tests.conftest import REPO_ROOT, write_fake_npz
+from tests.conftest import REPO_ROOT, assert_one_error, run_cli, tiny_config, write_fake_npz
 
 
 def _config(data_dir, **changes):
-    distill = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=3,
-                            outer_batch_size=64, seed=7, validation_every_epochs=1,
-                            reset_window=3)
-    config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=2,
-                              data_dir=data_dir, num_validation=100, outer_precision="float32")
-    return dataclasses.replace(config, **changes)
+    return tiny_config(data_dir, **changes)
 
 
 def _with_distill(config, **changes):
@@ -284,17 +279,7 @@ def test_injected_nan_stops_the_run_naming_the_step(fake_data_dir, tmp_path, mon
 
 # --- bad input on the command line ------------------------------------------------------
 
-def _cli(module, *args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _assert_one_error(result, message):
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+_cli, _assert_one_error = run_cli, assert_one_error
 
 
 def _distill_tiny(data_dir, model_dir):
