@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 
 import numpy as np
 
@@ -242,6 +243,8 @@ def load_distilled(path: str) -> DistilledSet:
                 columns[key].append(batch[key])
     except Exception as error:  # TFDS and tf.data raise many types for damaged files
         message = str(error).splitlines()[0] if str(error) else ""
+        # tf.data's errors start with the op's internal name; the reason follows it.
+        message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
         raise DistillError(f"cannot read the TFDS records of {path}: "
                            f"{type(error).__name__}: {message[:300]}") from None
     if not columns["image"]:
