@@ -22,7 +22,8 @@ import time
 
 from absl import app, flags
 
-from kerasdistill.hardware import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS
+from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
+                                   machine_description)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("algorithm", "second_order", ["second_order", "ridge_regression"],
@@ -151,6 +152,8 @@ def main(argv):
                               "inner_batch_size": FLAGS.inner_batch_size},
             "all_configurations_ms": medians,
             "timed_steps": len(timings[asked[0]]),
+            "machine": machine_description(),
+            "tensorflow_version": tf.__version__,
         }
         with open(FLAGS.output_json, "w") as f:
             json.dump(payload, f, indent=1)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import platform
+import sys
 
 # Precisions of the outer pass. "auto": mixed bf16 on CPUs with bf16 instructions,
 # float32 elsewhere (resolve_outer_precision; BUILD_NOTES has the measurements).
@@ -15,15 +18,60 @@ OUTER_PRECISIONS = ("auto", "float32", "mixed_conv_bfloat16")
 DEFAULT_OUTER_PRECISION = "float32"
 
 
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def enable_onednn_by_default() -> str | None:
+    """Turns oneDNN on for TensorFlow on x86 CPUs unless the user decided otherwise.
+
+    TensorFlow 2.21 leaves oneDNN off on x86 CPUs without AVX-512 (AVX2-only AMD EPYC,
+    for one), which makes every convolution about 3x slower (BUILD_NOTES). The
+    variable is read when TensorFlow is imported, so this must run first: the
+    package's __init__ calls it. A user's own TF_ENABLE_ONEDNN_OPTS always wins.
+    When TensorFlow was imported earlier with oneDNN off on such a CPU, it warns
+    once instead. Returns the value now in force (None: not x86, left alone).
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return os.environ.get(ONEDNN_VARIABLE)
+    if ONEDNN_VARIABLE in os.environ:
+        return os.environ[ONEDNN_VARIABLE]
+    if "tensorflow" in sys.modules:
+        if "avx512f" not in _cpu_flags():  # where TensorFlow's own default is off
+            logging.warning(
+                "TensorFlow was imported before kerasdistill, with oneDNN off on this CPU "
+                "(no AVX-512): convolutions run about 3x slower. Set %s=1 before importing "
+                "TensorFlow, or import kerasdistill first", ONEDNN_VARIABLE)
+        return None
+    os.environ[ONEDNN_VARIABLE] = "1"
+    return "1"
+
+
+def machine_description() -> dict:
+    """The CPU and the oneDNN setting, for benchmark and run records: timings mean
+    nothing without them."""
+    model = next((line.split(":", 1)[1].strip() for line in _cpu_flags().splitlines()
+                  if line.startswith("model name")), platform.processor() or platform.machine())
+    flags = _cpu_flags()
+    return {"cpu_model": model, "cpu_count": os.cpu_count(),
+            "avx512f": "avx512f" in flags, "avx2": "avx2" in flags,
+            "avx512_bf16": "avx512_bf16" in flags,
+            ONEDNN_VARIABLE: os.environ.get(ONEDNN_VARIABLE)}
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_has_fast_bfloat16() -> bool:
     """True when the CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX),
     which oneDNN uses for bfloat16 convolutions."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

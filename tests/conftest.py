@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+import kerasdistill  # noqa: F401  (first: it turns oneDNN on before TensorFlow is imported)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get("KERASDISTILL_DATA_DIR",
                              os.path.join(os.path.dirname(REPO_ROOT), "shared", "data"))
