@@ -108,7 +108,8 @@ def _check_output_json(path: str):
     if os.path.isdir(path):
         raise DistillError(f"--output_json={path} is a folder; name a file")
     config_path = os.path.join(os.path.dirname(path), "config.json")
-    if os.path.basename(path) == "results.json" and os.path.exists(config_path) and \
+    if os.path.basename(path) in ("results.json", "config.json") and \
+            os.path.exists(config_path) and \
             read_json(config_path, "the folder's config").get("command") != "experiments.train":
         raise DistillError(f"--output_json={path} would overwrite the results of another kind "
                            f"of run ({config_path} was not written by experiments.train); "

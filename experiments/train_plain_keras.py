@@ -68,6 +68,14 @@ def main(argv):
         print("error: --distilled and --test_npz are required", file=sys.stderr)
         sys.exit(2)
     import numpy as np
+    config_path = os.path.join(os.path.dirname(FLAGS.output_json or ""), "config.json")
+    if FLAGS.output_json and os.path.basename(FLAGS.output_json) in ("results.json",
+                                                                      "config.json") \
+            and os.path.exists(config_path) \
+            and "train_plain_keras" not in open(config_path).read():
+        print(f"error: --output_json={FLAGS.output_json} would overwrite another run's files; "
+              f"name another folder", file=sys.stderr)
+        sys.exit(2)
     accuracies = []
     for seed in range(FLAGS.repetitions):
         accuracies.append(train_one(FLAGS.distilled, FLAGS.test_npz, seed))

@@ -32,6 +32,7 @@ from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkp
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
+from kerasdistill.export.distilled_set import check_replaceable
 from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
                                             write_run_products)
 from kerasdistill.files import check_creatable, prepare_output_dir, read_json, write_json_atomic
@@ -150,6 +151,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     identity = run_identity(settings)
     check_model_dir(model_dir, settings)
     check_creatable(model_dir, "--model_dir")
+    # The set is written at the very end: a folder in its way must fail now, not after hours.
+    check_replaceable(os.path.join(model_dir, DISTILLED_DIR), "the run's distilled set folder")
     start = time.perf_counter()
     inputs = load_inputs(config)
     times = {"data_seconds": time.perf_counter() - start}
@@ -212,7 +215,8 @@ def _set_aside_results_of_fewer_epochs(model_dir: str, epochs: int):
     config_path = os.path.join(model_dir, "config.json")
     if not (os.path.exists(results_path) and os.path.exists(config_path)):
         return
-    stored_epochs = read_json(config_path, "the run's config")["distill"]["epochs"]
+    stored_epochs = read_json(config_path, "the run's config").get("distill", {}).get(
+        "epochs", epochs)
     if stored_epochs < epochs:
         os.replace(results_path, os.path.join(model_dir, f"results.epochs-{stored_epochs}.json"))
 

@@ -45,8 +45,10 @@ def enable_onednn_by_default() -> str | None:
     if ONEDNN_VARIABLE in os.environ:
         return os.environ[ONEDNN_VARIABLE]
     if "tensorflow" in sys.modules:
-        if "avx512f" not in _cpu_flags():  # where TensorFlow's own default is off
-            logging.warning(
+        flags = _cpu_flags()
+        if flags and "avx512f" not in flags:  # where TensorFlow's own default is off
+            # The package's logger: a root-logger call would configure the user's logging.
+            logging.getLogger("kerasdistill").warning(
                 "TensorFlow was imported before kerasdistill, with oneDNN off on this CPU "
                 "(no AVX-512): convolutions run about 3x slower. Set %s=1 before importing "
                 "TensorFlow, or import kerasdistill first", ONEDNN_VARIABLE)

@@ -122,8 +122,8 @@ def check_model_dir(model_dir: str, config: dict):
                     identity_differences(stored, requested))
     progress = peek_progress(os.path.join(model_dir, "checkpoint"))
     if progress is not None:
-        stored = progress.get("identity")
-        if stored is not None and identity_differences(stored, requested):
+        stored = progress.get("identity") or {}
+        if identity_differences(stored, requested):
             _refuse(model_dir, "a checkpoint", identity_differences(stored, requested))
         every = config["distill"]["validation_every_epochs"]
         if progress.get("epoch", 0) < epochs and progress.get("epoch", 0) % every:

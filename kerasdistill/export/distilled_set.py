@@ -166,8 +166,9 @@ def check_replaceable(path: str, flag: str = "--output_dir"):
             except DistillError:
                 is_set = False
         if not is_set:
-            raise DistillError(f"{flag}={path} exists and is not a distilled set; writing one "
-                               f"replaces the folder whole, so name a new folder")
+            where = f"{flag}={path}" if flag.startswith("--") else f"{flag} {path}"
+            raise DistillError(f"{where} exists and is not a distilled set; writing one "
+                               f"replaces the folder whole, so move it away or name a new folder")
     check_creatable(os.path.dirname(os.path.abspath(path)), flag)
 
 
