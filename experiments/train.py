@@ -49,18 +49,15 @@ def _run():
     from kerasdistill.errors import DistillError
     from kerasdistill.evaluation.train_distilled import TrainSettings, train_on_distilled
     from kerasdistill.export.distilled_set import load_distilled
-    from kerasdistill.files import check_creatable, prepare_output_dir, write_json_atomic
+    from kerasdistill.files import check_creatable
 
     if not FLAGS.distilled:
         raise DistillError("--distilled is required: a distilled set folder, e.g. "
                            "runs/mnist_n100_ld/distilled_set")
-    for flag in ("output_json", "tensorboard_dir"):
-        path = getattr(FLAGS, flag)
-        if path:
-            folder = (os.path.dirname(path) or ".") if flag == "output_json" else path
-            check_creatable(folder, f"--{flag}")
     if FLAGS.output_json:
         _check_output_json(FLAGS.output_json)
+    if FLAGS.tensorboard_dir:
+        check_creatable(FLAGS.tensorboard_dir, "--tensorboard_dir")
     distilled = load_distilled(FLAGS.distilled)
     settings = TrainSettings(
         architecture=FLAGS.architecture, optimizer=FLAGS.optimizer,
@@ -90,21 +87,29 @@ def _run():
           f"(the run's own test models: {100 * distilled.metadata['test_accuracy_mean']:.2f} "
           f"+- {100 * distilled.metadata['test_accuracy_std']:.2f} %)")
     if FLAGS.output_json:
-        folder = os.path.dirname(FLAGS.output_json)
-        if folder:
-            prepare_output_dir(folder, "--output_json")
-        write_json_atomic(FLAGS.output_json, results)
-        if os.path.basename(FLAGS.output_json) == "results.json":
-            write_json_atomic(os.path.join(folder, "config.json"), {
-                "command": "experiments.train", "distilled": FLAGS.distilled,
-                "data_dir": FLAGS.data_dir, **results["settings"],
-                "kerasdistill_version": __version__})
+        _write_output_json(FLAGS.output_json, results)
+
+
+def _write_output_json(path: str, results: dict):
+    """The results; named results.json, with the settings as config.json beside them."""
+    from kerasdistill import __version__
+    from kerasdistill.files import prepare_output_dir, write_json_atomic
+    folder = os.path.dirname(path)
+    if folder:
+        prepare_output_dir(folder, "--output_json")
+    write_json_atomic(path, results)
+    if os.path.basename(path) == "results.json":
+        write_json_atomic(os.path.join(folder, "config.json"), {
+            "command": "experiments.train", "distilled": FLAGS.distilled,
+            "data_dir": FLAGS.data_dir, **results["settings"],
+            "kerasdistill_version": __version__})
 
 
 def _check_output_json(path: str):
     """Refuses, before any training, an output that would replace something else."""
     from kerasdistill.errors import DistillError
-    from kerasdistill.files import read_json
+    from kerasdistill.files import check_creatable, read_json
+    check_creatable(os.path.dirname(path) or ".", "--output_json")
     if os.path.isdir(path):
         raise DistillError(f"--output_json={path} is a folder; name a file")
     config_path = os.path.join(os.path.dirname(path), "config.json")

@@ -149,10 +149,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     config = config.resolved()
     settings = to_json_dict(config)
     identity = run_identity(settings)
-    check_model_dir(model_dir, settings)
-    check_creatable(model_dir, "--model_dir")
-    # The set is written at the very end: a folder in its way must fail now, not after hours.
-    check_replaceable(os.path.join(model_dir, DISTILLED_DIR), "the run's distilled set folder")
+    _check_model_dir_before_writing(model_dir, settings)
     start = time.perf_counter()
     inputs = load_inputs(config)
     times = {"data_seconds": time.perf_counter() - start}
@@ -163,9 +160,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         _solver(config, dataclasses.replace(factory, architecture=architecture))
     prepare_output_dir(model_dir)
     _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
-    write_json_atomic(os.path.join(model_dir, "config.json"), {
-        **settings, "run_identity": identity, "kerasdistill_version": __version__,
-        "tensorflow_version": tf.__version__, "python": platform.python_version()})
+    config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
+                     "tensorflow_version": tf.__version__, "python": platform.python_version()}
+    write_json_atomic(os.path.join(model_dir, "config.json"), config_record)
     if verbose:
         target = inputs.target
         print(f"Target {config.target}: {len(target.train_images)} train / "
@@ -192,8 +189,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         "wall_times": times,
     })
     products = write_run_products(
-        {**settings, "kerasdistill_version": __version__, "tensorflow_version": tf.__version__},
-        results, inputs.base_images_uint8, solver.recipe(),
+        config_record, results, inputs.base_images_uint8, solver.recipe(),
         os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR))
     results.update({"label_analysis": products.label_analysis,
                     "distilled_set": DISTILLED_DIR,
@@ -206,6 +202,14 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"{len(results['test_accuracies'])} models, {num_steps} training steps; "
               f"distilled set in {os.path.join(model_dir, DISTILLED_DIR)}", file=sys.stderr)
     return results
+
+
+def _check_model_dir_before_writing(model_dir: str, settings: dict):
+    """Reads only: what model_dir holds must be this run, the folder must be creatable,
+    and the set, written at the very end, must not meet a foreign folder after hours."""
+    check_model_dir(model_dir, settings)
+    check_creatable(model_dir, "--model_dir")
+    check_replaceable(os.path.join(model_dir, DISTILLED_DIR), "the run's distilled set folder")
 
 
 def _set_aside_results_of_fewer_epochs(model_dir: str, epochs: int):

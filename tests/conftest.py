@@ -81,3 +81,18 @@ def tiny_config(data_dir, num_base_examples=10, inner_batch_size=5, epochs=3, se
     config = ExperimentConfig(distill=distill, target="mnist", test_repetitions=test_repetitions,
                               data_dir=data_dir, num_validation=100, outer_precision="float32")
     return dataclasses.replace(config, **changes)
+
+
+def make_finished_runs(root, variants: dict, **config_kwargs):
+    """Tiny finished runs on fake MNIST under `root`, one per {name: config changes};
+    returns (data_dir, {name: (model_dir, results)})."""
+    from kerasdistill.experiment import run_experiment
+    data_dir = os.path.join(str(root), "data")
+    os.makedirs(data_dir)
+    write_fake_npz(os.path.join(data_dir, "mnist.npz"))
+    runs = {}
+    for name, changes in variants.items():
+        model_dir = os.path.join(str(root), name)
+        config = tiny_config(data_dir, **config_kwargs, **changes)
+        runs[name] = (model_dir, run_experiment(config, model_dir, verbose=False))
+    return data_dir, runs

@@ -11,30 +11,17 @@ import pytest
 
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_analysis import analyse_labels, label_entropy, top_k
-from kerasdistill.experiment import run_experiment
 from kerasdistill.export.distilled_set import DistilledSet, load_distilled
 from kerasdistill.export.run_export import export_run
-from tests.conftest import REPO_ROOT, tiny_config, write_fake_npz
-
-
-def _config(data_dir, **changes):
-    return tiny_config(data_dir, num_base_examples=20, inner_batch_size=10, epochs=2, seed=3,
-                       **changes)
+from tests.conftest import REPO_ROOT, make_finished_runs, write_fake_npz
 
 
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory):
     """A tiny LD run and a true-label baseline run on fake MNIST, made once."""
-    root = tmp_path_factory.mktemp("runs")
-    data_dir = str(root / "data")
-    os.makedirs(data_dir)
-    write_fake_npz(os.path.join(data_dir, "mnist.npz"))
-    runs = {}
-    for name, changes in (("ld", {}), ("true", {"baseline": "true_labels"})):
-        model_dir = str(root / name)
-        results = run_experiment(_config(data_dir, **changes), model_dir, verbose=False)
-        runs[name] = (model_dir, results)
-    return data_dir, runs
+    return make_finished_runs(tmp_path_factory.mktemp("runs"),
+                              {"ld": {}, "true": {"baseline": "true_labels"}},
+                              num_base_examples=20, inner_batch_size=10, epochs=2, seed=3)
 
 
 def test_tfds_round_trip_without_kerasdistill(finished_runs):

@@ -1,6 +1,5 @@
 """`experiments.train` and `experiments.export` on the command line, and the package install."""
 
-import dataclasses
 import json
 import os
 import shutil
@@ -11,38 +10,26 @@ import numpy as np
 import pytest
 
 from kerasdistill.evaluation.train_distilled import TrainSettings
-from kerasdistill.experiment import run_experiment
 from kerasdistill.export.distilled_set import load_distilled
 from kerasdistill.errors import DistillError
-from tests.conftest import REPO_ROOT, assert_one_error, run_cli, tiny_config, write_fake_npz
+from tests.conftest import REPO_ROOT, assert_one_error, make_finished_runs, run_cli
 
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     """Tiny finished runs: a true-label baseline (ordinary models) and an LD RR run."""
     root = tmp_path_factory.mktemp("train_cli")
-    data_dir = str(root / "data")
-    os.makedirs(data_dir)
-    write_fake_npz(os.path.join(data_dir, "mnist.npz"))
-    base = tiny_config(data_dir, num_base_examples=20, inner_batch_size=10, epochs=2, seed=5,
-                       test_repetitions=3)
-    runs = {}
-    for name, changes in (("true", {"baseline": "true_labels"}),
-                          ("rr", {"algorithm": "ridge_regression"})):
-        model_dir = str(root / name)
-        runs[name] = (model_dir, run_experiment(dataclasses.replace(base, **changes), model_dir,
-                                                verbose=False))
+    data_dir, runs = make_finished_runs(
+        root, {"true": {"baseline": "true_labels"}, "rr": {"algorithm": "ridge_regression"}},
+        num_base_examples=20, inner_batch_size=10, epochs=2, seed=5, test_repetitions=3)
     return data_dir, runs, root
-
-
-_cli, _assert_one_error = run_cli, assert_one_error
 
 
 def test_train_cli_with_the_sets_defaults(sets):
     data_dir, runs, root = sets
     model_dir, run = runs["true"]
     output = root / "trained" / "results.json"
-    result = _cli("experiments.train", f"--distilled={model_dir}/distilled_set",
+    result = run_cli("experiments.train", f"--distilled={model_dir}/distilled_set",
                   f"--data_dir={data_dir}", "--repetitions=3", f"--output_json={output}",
                   f"--tensorboard_dir={root / 'trained' / 'tensorboard'}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -77,16 +64,16 @@ def test_ridge_regression_sets_train_with_the_rr_recipe(sets):
     data_dir, runs, root = sets
     model_dir, run = runs["rr"]
     output = root / "rr_trained.json"
-    result = _cli("experiments.train", f"--distilled={model_dir}/distilled_set",
+    result = run_cli("experiments.train", f"--distilled={model_dir}/distilled_set",
                   f"--data_dir={data_dir}", "--repetitions=3", f"--output_json={output}",
                   "--verbose=false")
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
     assert results["settings"]["model_kind"] == "ridge_regression"
     np.testing.assert_allclose(results["test_accuracies"], run["test_accuracies"], atol=1e-6)
-    refused = _cli("experiments.train", f"--distilled={model_dir}/distilled_set",
+    refused = run_cli("experiments.train", f"--distilled={model_dir}/distilled_set",
                    f"--data_dir={data_dir}", "--optimizer=sgd")
-    _assert_one_error(refused, "learned for ridge-regression models")
+    assert_one_error(refused, "learned for ridge-regression models")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -111,7 +98,7 @@ def test_train_cli_bad_input(sets, tmp_path, args, message):
     args = [a.format(**names) for a in args]
     if not any(a.startswith("--data_dir") for a in args):
         args.append(f"--data_dir={data_dir}")
-    _assert_one_error(_cli("experiments.train", *args), message)
+    assert_one_error(run_cli("experiments.train", *args), message)
 
 
 def test_export_cli(sets, tmp_path):
@@ -120,14 +107,14 @@ def test_export_cli(sets, tmp_path):
     old.mkdir()
     for name in ("config.json", "results.json"):
         shutil.copy(os.path.join(runs["true"][0], name), old / name)
-    result = _cli("experiments.export", f"--model_dir={old}", f"--data_dir={data_dir}")
+    result = run_cli("experiments.export", f"--model_dir={old}", f"--data_dir={data_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("distilled_set")
     assert load_distilled(str(old / "distilled_set")).num_train_steps == \
         runs["true"][1]["num_train_steps"]
     assert len(os.listdir(old / "plots")) == 4
-    _assert_one_error(_cli("experiments.export"), "--model_dir is required")
-    _assert_one_error(_cli("experiments.export", f"--model_dir={tmp_path / 'nothing'}"),
+    assert_one_error(run_cli("experiments.export"), "--model_dir is required")
+    assert_one_error(run_cli("experiments.export", f"--model_dir={tmp_path / 'nothing'}"),
                       "is not a finished run")
 
 

@@ -104,12 +104,12 @@ def test_rerun_with_other_target_on_the_command_line_exits_2_untouched(finished_
                                                                        fake_data_dir):
     model_dir, _ = finished_run
     before = _snapshot(model_dir)
-    result = _cli("experiments.distill", f"--data_dir={fake_data_dir}",
+    result = run_cli("experiments.distill", f"--data_dir={fake_data_dir}",
                   f"--model_dir={model_dir}", "--target=fashion_mnist", "--num_validation=100",
                   "--num_base_examples=10", "--inner_batch_size=5", "--epochs=3",
                   "--outer_batch_size=64", "--seed=7", "--validation_every_epochs=1",
                   "--reset_window=3", "--test_repetitions=2")
-    _assert_one_error(result, "target 'mnist' (this command: 'fashion_mnist')")
+    assert_one_error(result, "target 'mnist' (this command: 'fashion_mnist')")
     assert _snapshot(model_dir) == before
 
 
@@ -292,11 +292,9 @@ def test_injected_nan_stops_the_run_naming_the_step(fake_data_dir, tmp_path, mon
 
 # --- bad input on the command line ------------------------------------------------------
 
-_cli, _assert_one_error = run_cli, assert_one_error
-
 
 def _distill_tiny(data_dir, model_dir):
-    return _cli("experiments.distill", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+    return run_cli("experiments.distill", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
                 "--num_validation=100", "--num_base_examples=10", "--inner_batch_size=5",
                 "--epochs=1", "--outer_batch_size=64", "--test_repetitions=1")
 
@@ -326,14 +324,14 @@ def test_damaged_data_files_exit_2_before_writing(tmp_path, kind, message):
     data_dir.mkdir()
     _bad_npz(kind, data_dir / "mnist.npz")
     result = _distill_tiny(data_dir, tmp_path / "run")
-    _assert_one_error(result, message)
+    assert_one_error(result, message)
     assert not (tmp_path / "run").exists()
 
 
 def test_model_dir_under_a_file_exits_2(fake_data_dir, tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     result = _distill_tiny(fake_data_dir, tmp_path / "a_file" / "run")
-    _assert_one_error(result, "is a file, not a folder")
+    assert_one_error(result, "is a file, not a folder")
 
 
 def test_model_dir_that_cannot_be_created_exits_2(fake_data_dir):
@@ -341,5 +339,5 @@ def test_model_dir_that_cannot_be_created_exits_2(fake_data_dir):
     if os.path.exists(target) or not os.path.isdir("/sys"):
         pytest.skip("needs /sys, where nobody (not even root) may create folders")
     result = _distill_tiny(fake_data_dir, target)
-    _assert_one_error(result, "kerasdistill_cannot_write_here")
+    assert_one_error(result, "kerasdistill_cannot_write_here")
     assert not os.path.exists(target)

@@ -145,11 +145,10 @@ def _ridge_regression_accuracies(distilled, settings, factory, seeds, test_image
     from kerasdistill.evaluation.training import EvaluationTrainer
     trainer = EvaluationTrainer(RidgeRegressionSolver(factory, outer_precision="float32"),
                                 distilled.normalized_images(), settings.batch_size)
-    accuracies = []
-    for index, seed in enumerate(seeds):
-        accuracies += trainer.test_accuracies(distilled.soft_labels, settings.steps, [seed],
-                                              test_images, np.asarray(test_labels))
-        if verbose:
+    accuracies = trainer.test_accuracies(distilled.soft_labels, settings.steps, seeds,
+                                         test_images, np.asarray(test_labels))
+    if verbose:
+        for index, accuracy in enumerate(accuracies):
             print(f"model {index + 1}/{settings.repetitions} (ridge regression): test accuracy "
-                  f"{100 * accuracies[-1]:.2f} %", file=sys.stderr)
+                  f"{100 * accuracy:.2f} %", file=sys.stderr)
     return accuracies
