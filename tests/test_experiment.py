@@ -70,20 +70,17 @@ def test_interrupted_run_resumes_to_the_same_result(fake_data_dir, tmp_path, mon
         _config(fake_data_dir).distill, epochs=4))
     uninterrupted = _run(config, tmp_path / "whole")
 
-    real_stream = pipeline.target_stream
+    real_batches = pipeline.epoch_index_batches
 
-    def crash_in_epoch_2(images, labels, batch_size, seed, first_epoch, end_epoch):
-        per_epoch = pipeline.steps_per_epoch(int(images.shape[0]), batch_size)
-        for step, batch in enumerate(real_stream(images, labels, batch_size, seed,
-                                                 first_epoch, end_epoch)):
-            if step == (2 - first_epoch) * per_epoch:
-                raise KeyboardInterrupt("simulated interruption")
-            yield batch
+    def crash_in_epoch_2(num_examples, batch_size, seed, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_batches(num_examples, batch_size, seed, epoch)
 
-    monkeypatch.setattr(loop, "target_stream", crash_in_epoch_2)
+    monkeypatch.setattr(loop, "epoch_index_batches", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         _run(config, tmp_path / "broken")
-    monkeypatch.setattr(loop, "target_stream", real_stream)
+    monkeypatch.setattr(loop, "epoch_index_batches", real_batches)
     resumed = _run(config, tmp_path / "broken")
     assert resumed["resumed_from_epoch"] == 2
     assert resumed["labels"] == uninterrupted["labels"]

@@ -13,6 +13,13 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return num_examples // min(batch_size, num_examples)
 
 
+def random_subset(num_items, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
+    """`subset_size` distinct indices from range(num_items), a pure function of `seed`
+    (a stateless draw, so the graph can make it for any step without host state)."""
+    keys = tf.random.stateless_uniform([num_items], seed=seed)
+    return tf.argsort(keys)[:subset_size]
+
+
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     """The order of the target set in `epoch`: a function of (seed, epoch) alone,
     so a resumed run sees exactly the batches an uninterrupted one would."""

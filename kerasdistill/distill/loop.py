@@ -6,7 +6,6 @@ One loop serves every algorithm; what differs lives in the `InnerSolver`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import sys
 import time
 
@@ -14,16 +13,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdistill.data.pipeline import steps_per_epoch, target_stream
+from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.checkpoint import RunCheckpoint
+from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop
 from kerasdistill.distill.meta_step import (FINITE_CHECKS, MetaState, init_meta_state,
-                                            make_meta_step, uniform_labels)
-from kerasdistill.distill.resets import ResetTracker, default_reset_window
+                                            uniform_labels)
+from kerasdistill.distill.resets import (ResetTracker, absorb_reset_state, default_reset_window,
+                                         max_resets_within, reset_state_of)
 from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.training import EvaluationTrainer
-from kerasdistill.seeding import INNER_BATCH, LEARNER, VALIDATION, derive_seed, rng_for
+from kerasdistill.seeding import INNER_BATCH, LEARNER, VALIDATION, derive_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,9 @@ class DistillConfig:
     validation_every_epochs: int = 5
     reset_window: int | None = None  # None: SPEC 2c's rule
     jit_compile: bool = False
+    # Meta steps per compiled call (None: all up to the next validation point). Any
+    # value gives the same labels; 1 is the step-at-a-time path the tests compare with.
+    steps_per_call: int | None = None
 
     def __post_init__(self):
         for name in ("num_base_examples", "inner_batch_size", "epochs", "outer_batch_size",
@@ -54,6 +58,8 @@ class DistillConfig:
             raise DistillError(f"label_learning_rate must be positive, got {self.label_learning_rate}")
         if self.reset_window is not None and self.reset_window <= 0:
             raise DistillError(f"reset_window must be positive, got {self.reset_window}")
+        if self.steps_per_call is not None and self.steps_per_call <= 0:
+            raise DistillError(f"steps_per_call must be positive, got {self.steps_per_call}")
 
 
 @dataclasses.dataclass
@@ -116,7 +122,7 @@ def default_identity(config: DistillConfig, solver: InnerSolver) -> dict:
     """The checkpoint's identity when the caller gives none: the distillation
     settings that change the labels, and the solver."""
     settings = dataclasses.asdict(config)
-    for free in ("epochs", "jit_compile"):
+    for free in ("epochs", "jit_compile", "steps_per_call"):
         settings.pop(free)
     return {"distill": settings, "solver": solver.name}
 
@@ -152,14 +158,11 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
     checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
     state, progress = run.restore(checkpoint, identity)
     writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
-    outer_batches = iter(target_stream(run.train_images, run.train_labels,
-                                       config.outer_batch_size, config.seed, progress.epoch,
-                                       config.epochs))
     progbar = run.progress_bar()
-    for epoch in range(progress.epoch, config.epochs):
-        state = run.train_epoch(state, progress, outer_batches, progbar, writer)
-        if (epoch + 1) % config.validation_every_epochs and epoch + 1 != config.epochs:
-            continue
+    while progress.epoch < config.epochs:
+        next_validation = min(config.epochs, config.validation_every_epochs * (
+            progress.epoch // config.validation_every_epochs + 1))
+        state = run.train_until(state, progress, next_validation, progbar, writer)
         run.validate(state, progress, writer)
         if checkpoint:
             checkpoint.save(state, progress.best_labels, progress.record(identity),
@@ -177,9 +180,9 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
 
 class _LabelDistillation:
     """The parts of one distillation run that do not change while it runs (solver,
-    compiled meta step, data as tensors), with one method per phase of the loop:
-    restore, train an epoch, validate. What changes lives in MetaState and
-    RunProgress, which the methods take and return."""
+    compiled stretch of meta steps, data as tensors), with one method per phase of
+    the loop: restore, train up to a validation point, validate. What changes lives
+    in MetaState and RunProgress, which the methods take and return."""
 
     def __init__(self, solver: InnerSolver, config: DistillConfig, base_images, target,
                  verbose: bool, checkpointing: bool):
@@ -188,7 +191,10 @@ class _LabelDistillation:
         self.num_base, self.num_classes = len(base_images), target.spec.num_classes
         self.window = config.reset_window or default_reset_window(self.num_base,
                                                                   self.num_classes)
-        self.meta_step = make_meta_step(solver, config.label_learning_rate, config.jit_compile)
+        self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
+                                        config.label_learning_rate, config.jit_compile)
+        self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
+        self.fresh_learners = _FreshLearners(solver, config.seed)
         self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
         self.base_tensor = tf.constant(base_images)
         self.train_images = tf.constant(target.train_images)
@@ -228,41 +234,64 @@ class _LabelDistillation:
             stateful_metrics=["epoch", "outer_error_ma", "resets", "train_steps",
                               "best_val_error"])
 
-    def train_epoch(self, state: MetaState, progress: RunProgress, outer_batches, progbar,
+    def train_until(self, state: MetaState, progress: RunProgress, end_epoch: int, progbar,
                     writer) -> MetaState:
-        """One epoch of meta steps with resets; advances `progress` in place."""
-        config, tracker = self.config, progress.tracker
-        epoch_start, epoch_errors = time.perf_counter(), []
-        for outer_images, outer_labels in itertools.islice(outer_batches,
-                                                           self.batches_per_epoch):
-            inner_indices = rng_for(config.seed, INNER_BATCH, progress.global_step).permutation(
-                self.num_base)[:config.inner_batch_size].astype(np.int32)
-            state, metrics = self.meta_step(state, self.base_tensor, inner_indices,
-                                            outer_images, outer_labels)
-            progress.global_step += 1
-            self._stop_if_not_finite(metrics, progress)
-            outer_error = float(metrics.outer_error)
-            epoch_errors.append(outer_error)
-            if tracker.update(outer_error):
-                progress.num_resets += 1
-                state = state._replace(learner=self.solver.init_learner(
-                    derive_seed(config.seed, LEARNER, progress.num_resets)))
+        """Meta steps from progress.epoch up to end_epoch, with resets, in as few
+        compiled calls as `steps_per_call` allows; advances `progress` in place."""
+        config = self.config
+        start = time.perf_counter()
+        first_epoch, first_step = progress.epoch, progress.global_step
+        outer_indices = np.concatenate([
+            epoch_index_batches(len(self.target.train_images), config.outer_batch_size,
+                                config.seed, epoch) for epoch in range(first_epoch, end_epoch)])
+        call_size = config.steps_per_call or len(outer_indices)
+        errors, reset_at = [], []
+        for begin in range(0, len(outer_indices), call_size):
+            stretch = outer_indices[begin:begin + call_size]
+            max_resets = max_resets_within(call_size, self.window)
+            result = self.meta_loop(state, reset_state_of(progress.tracker), StretchInputs(
+                self.base_tensor, self.train_images, self.train_labels, tf.constant(stretch),
+                tf.constant(progress.global_step, tf.int32), self.inner_seed,
+                self.fresh_learners.stack(progress.num_resets, max_resets)))
+            steps_done, used = int(result.steps_done), int(result.resets_used)
+            progress.global_step += steps_done
+            progress.num_resets += used
+            absorb_reset_state(progress.tracker, result.resets,
+                               result.reset_points.numpy()[:used])
+            errors.extend(result.outer_errors.numpy()[:steps_done])
+            reset_at.extend(result.reset_at.numpy()[:steps_done])
+            self._stop_if_not_finite(result.finite.numpy(), progress)
+            state = result.state
             progbar.update(progress.global_step, [
-                ("epoch", progress.epoch + 1),
-                ("outer_error_ma", float(np.mean(tracker.recent or [0]))),
-                ("resets", progress.num_resets), ("train_steps", tracker.num_train_steps()),
+                ("epoch", first_epoch + (progress.global_step - first_step) //
+                 self.batches_per_epoch + 1),
+                ("outer_error_ma", float(np.mean(progress.tracker.recent or [0]))),
+                ("resets", progress.num_resets),
+                ("train_steps", progress.tracker.num_train_steps()),
                 ("best_val_error", progress.best["validation_error"])])
-        progress.meta_seconds += time.perf_counter() - epoch_start
-        progress.epoch += 1
+        progress.meta_seconds += time.perf_counter() - start
+        progress.epoch = end_epoch
         if writer:
-            with writer.as_default(step=progress.epoch):
-                tf.summary.scalar("outer_error", float(np.mean(epoch_errors)))
-                tf.summary.scalar("resets", progress.num_resets)
-                _label_summaries(state.soft_labels.numpy())
+            self._epoch_summaries(writer, first_epoch, np.asarray(errors), np.asarray(reset_at),
+                                  progress, state)
         return state
 
-    def _stop_if_not_finite(self, metrics, progress: RunProgress):
-        finite = metrics.finite.numpy()
+    def _epoch_summaries(self, writer, first_epoch: int, errors, reset_at, progress, state):
+        """TensorBoard scalars per epoch of the stretch just run; the labels' summaries
+        at its end (the labels are read back only then)."""
+        resets_before = progress.num_resets - int(reset_at.sum())
+        per_epoch = self.batches_per_epoch
+        with writer.as_default():
+            for offset in range(len(errors) // per_epoch):
+                part = slice(offset * per_epoch, (offset + 1) * per_epoch)
+                step = first_epoch + offset + 1
+                tf.summary.scalar("outer_error", float(errors[part].mean()), step=step)
+                tf.summary.scalar("resets", resets_before + int(reset_at[:part.stop].sum()),
+                                  step=step)
+            with writer.as_default(step=progress.epoch):
+                _label_summaries(state.soft_labels.numpy())
+
+    def _stop_if_not_finite(self, finite: np.ndarray, progress: RunProgress):
         if finite.all():
             return
         broken = [name for name, ok in zip(FINITE_CHECKS, finite) if not ok]
@@ -272,8 +301,9 @@ class _LabelDistillation:
             kept = f"the checkpoint of epoch {progress.curve[-1]['epoch']} is kept"
         else:
             kept = "no checkpoint had been written yet"
+        epoch = (progress.global_step - 1) // self.batches_per_epoch + 1
         raise NonFiniteError(
-            f"meta step {progress.global_step} (epoch {progress.epoch + 1}) gave a non-finite "
+            f"meta step {progress.global_step} (epoch {epoch}) gave a non-finite "
             f"{' and '.join(broken)}; the run stopped there ({kept}; no results were written). "
             f"Look for NaN or infinite values in the data, or lower the label learning rate")
 
@@ -297,6 +327,25 @@ class _LabelDistillation:
             with writer.as_default(step=progress.epoch):
                 tf.summary.scalar("validation_error", error)
                 tf.summary.scalar("num_train_steps", num_steps)
+
+
+class _FreshLearners:
+    """Fresh learners for the resets to come, by reset number: reset k starts the
+    learner of seed derive_seed(seed, LEARNER, k). Built on the host (a Keras model
+    per seed), each once, and handed to the graph as a stack."""
+
+    def __init__(self, solver: InnerSolver, seed: int):
+        self.solver, self.seed = solver, seed
+        self._built: dict = {}
+
+    def stack(self, resets_so_far: int, count: int):
+        wanted = range(resets_so_far + 1, resets_so_far + 1 + count)
+        self._built = {k: v for k, v in self._built.items() if k in wanted}
+        for k in wanted:
+            if k not in self._built:
+                self._built[k] = self.solver.init_learner(derive_seed(self.seed, LEARNER, k))
+        return tf.nest.map_structure(lambda *ts: tf.stack(ts),
+                                     *[self._built[k] for k in wanted])
 
 
 def _label_summaries(soft_labels: np.ndarray):

@@ -55,9 +55,8 @@ def project_to_simplex_rows(soft_labels: tf.Tensor) -> tf.Tensor:
                     1.0 / num_classes)
 
 
-def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
-                   jit_compile: bool = False):
-    """Returns the compiled meta step:
+def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
+    """The meta step as a plain Python function (not traced):
 
         (state, base_images, inner_indices, outer_images, outer_labels)
             -> (new_state, StepMetrics)
@@ -65,7 +64,8 @@ def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
     It gathers the inner batch, asks the solver for the inner labels' hypergradient,
     scatters it into a dense gradient over all labels (dense as in the paper's
     Adam: unselected rows still decay their moments) and applies Adam, clipping and
-    renormalisation. Traced once per input signature.
+    renormalisation. `make_meta_step` compiles it alone; the in-graph outer loop
+    (meta_loop.py) runs it as the body of a while-loop.
     """
 
     def meta_step(state: MetaState, base_images, inner_indices, outer_images, outer_labels):
@@ -83,4 +83,12 @@ def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
                            (step.outer_loss, step.inner_label_grad, soft_labels)])
         return new_state, StepMetrics(step.outer_loss, step.outer_error, step.inner_loss, finite)
 
-    return tf.function(meta_step, jit_compile=jit_compile, reduce_retracing=True)
+    return meta_step
+
+
+def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
+                   jit_compile: bool = False):
+    """One meta step per call, compiled (traced once per input signature): the
+    benchmark's bare step and the reference the in-graph loop is tested against."""
+    return tf.function(meta_step_function(solver, label_learning_rate),
+                       jit_compile=jit_compile, reduce_retracing=True)

@@ -11,13 +11,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.data.pipeline import random_subset
 from kerasdistill.distill.solver import InnerSolver
-
-
-def random_subset(num_items: int, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
-    """`subset_size` distinct indices from range(num_items), a pure function of `seed`."""
-    keys = tf.random.stateless_uniform([num_items], seed=seed)
-    return tf.argsort(keys)[:subset_size]
 
 
 class EvaluationTrainer:
