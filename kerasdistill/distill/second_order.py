@@ -22,6 +22,7 @@ from kerasdistill.distill.learner import (FunctionalModel, LearnerState, error_r
                                           outer_shards, soft_cross_entropy)
 from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
+from kerasdistill.evaluation.model_stack import ModelStack, stackable
 from kerasdistill.hardware import resolve_outer_precision, warn_if_slow_bfloat16
 from kerasdistill.models.registry import ModelFactory
 
@@ -122,6 +123,23 @@ class UnrolledSGDSolver(InnerSolver):
         weights, optimizer = adam_update(learner.weights, grads, learner.optimizer,
                                          self.learner_learning_rate)
         return LearnerState(weights, non_trainable, optimizer)
+
+    def model_stack(self):
+        return ModelStack(self.network.model) if stackable(self.network.model) else None
+
+    def train_step_stacked(self, stack: ModelStack, learners: LearnerState, images,
+                           soft_labels) -> LearnerState:
+        weights = list(learners.weights)
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            log_probs = tf.nn.log_softmax(stack.logits(weights, images))
+            # Each model's mean soft cross-entropy, summed: each model's gradient is
+            # that of its own loss, as in train_step.
+            loss = -tf.reduce_sum(tf.reduce_mean(tf.reduce_sum(soft_labels * log_probs, -1), -1))
+        grads = tape.gradient(loss, weights)
+        weights, optimizer = adam_update(learners.weights, grads, learners.optimizer,
+                                         self.learner_learning_rate)
+        return LearnerState(weights, learners.non_trainable, optimizer)
 
     def predict(self, learner: LearnerState, images) -> tf.Tensor:
         logits, _ = self.network(learner.weights, learner.non_trainable, images, training=False)

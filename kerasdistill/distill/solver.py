@@ -49,6 +49,17 @@ class InnerSolver(abc.ABC):
     def predict(self, learner, images) -> tf.Tensor:
         """Logits of a trained evaluation model."""
 
+    def model_stack(self):
+        """A ModelStack that trains several evaluation models at once, or None when
+        this solver's models train one at a time."""
+        return None
+
+    def train_step_stacked(self, stack, learners, images, soft_labels):
+        """`train_step` for M models at once: every tensor of `learners` stacked on a
+        leading axis of M (the Adam step count shared), images M x B x ..., labels
+        M x B x C. Only for solvers whose `model_stack()` is not None."""
+        raise NotImplementedError(f"{self.name} trains evaluation models one at a time")
+
     @abc.abstractmethod
     def recipe(self) -> dict:
         """How evaluation models of this solver train (JSON-ready), for the
