@@ -23,6 +23,8 @@ def entry_point(run):
         quiet_info_logs()
         # Imported here, after flag parsing, so that --help stays instant.
         from kerasdistill.errors import DistillError
+        from kerasdistill.hardware import enable_gpu_memory_growth
+        enable_gpu_memory_growth()  # before anything touches a GPU
         try:
             run()
         except DistillError as error:

@@ -5,6 +5,13 @@ r"""Times meta steps: second-order and ridge regression, against a plain TF grap
   python -m experiments.benchmark --output_json=bench.json
   python -m experiments.benchmark --algorithm=ridge_regression
   python -m experiments.benchmark --architecture=alexnet   # CIFAR shapes (32x32x3)
+  python -m experiments.benchmark --measure=step,loop,evaluation --output_json=bench.json
+
+--measure=loop times the meta step inside `distill_labels` (steps per second of the
+whole outer loop on a synthetic target, validation excluded, the first epoch's
+tracing excluded), in-graph stretches against one step per call, next to the bare
+step. --measure=evaluation times the protocol's test models: 20 fresh models
+trained and measured one after another, against trained together.
 
 The plain reference (ordinary TF ops, no Keras) exists for second-order LeNet on
 MNIST shapes; for other architectures the table compares the library's configurations.
@@ -43,6 +50,14 @@ flags.DEFINE_integer("steps", 30, "Timed steps per configuration (at least 20)."
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds the timed steps are spread over.")
 flags.DEFINE_boolean("compare", True, "Also time the table's other configurations.")
 flags.DEFINE_string("output_json", None, "Write the figures for the configuration asked here.")
+flags.DEFINE_list("measure", ["step"], "What to time: step, loop, evaluation.")
+flags.DEFINE_integer("loop_epochs", 4, "Epochs of the timed outer loop (the first is warm-up).")
+flags.DEFINE_integer("loop_steps_per_epoch", 24, "Outer batches per epoch of its target set.")
+flags.DEFINE_integer("eval_models", 20, "Test models per evaluation timing.")
+flags.DEFINE_integer("eval_steps", 300, "Training steps per test model.")
+flags.DEFINE_integer("eval_test_examples", 10000, "Test examples each model is measured on.")
+flags.DEFINE_list("eval_models_per_call", ["1", "5", "10", "20"],
+                  "Models trained together per call; 1 is one after another.")
 
 
 def main(argv):
@@ -58,6 +73,9 @@ def main(argv):
 
     if FLAGS.steps < 20:
         raise app.UsageError("--steps must be at least 20")
+    unknown = set(FLAGS.measure) - {"step", "loop", "evaluation"}
+    if unknown:
+        raise app.UsageError(f"--measure takes step, loop, evaluation; got {sorted(unknown)}")
     shape = (28, 28, 1) if FLAGS.architecture == "lenet" else (32, 32, 3)
     rng = np.random.default_rng(0)
     base_images = tf.constant(rng.normal(size=(FLAGS.num_base_examples, *shape)), tf.float32)
@@ -137,8 +155,13 @@ def main(argv):
     print(f"{'configuration':45s} {'precision':>20s} {'ms/step':>9s} {'vs ' + baseline_name:>9s}")
     for name, (_, _, precision) in configs:
         print(f"{name:45s} {precision:>20s} {medians[name]:9.2f} {medians[name] / plain:9.3f}")
+    payload = {}
+    if "loop" in FLAGS.measure:
+        payload["loop"] = measure_loop(factory, shape, medians[asked[0]])
+    if "evaluation" in FLAGS.measure:
+        payload["evaluation"] = measure_evaluation(factory, shape)
     if FLAGS.output_json:
-        payload = {
+        payload.update({
             "ms_per_step_median": medians[asked[0]],
             "plain_reference_ms_per_step_median": plain if has_plain else None,
             "ratio_to_plain_reference": medians[asked[0]] / plain if has_plain else None,
@@ -154,9 +177,89 @@ def main(argv):
             "timed_steps": len(timings[asked[0]]),
             "machine": machine_description(),
             "tensorflow_version": tf.__version__,
-        }
+            "command_flags": {name: FLAGS[name].value for name in (
+                "measure", "steps", "rounds", "loop_epochs", "loop_steps_per_epoch",
+                "eval_models", "eval_steps", "eval_test_examples", "eval_models_per_call")},
+        })
         with open(FLAGS.output_json, "w") as f:
             json.dump(payload, f, indent=1)
+
+
+def _synthetic_target(shape, num_train: int, num_test: int, seed: int = 0):
+    import numpy as np
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.data.splits import TargetSplits
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(num_train + num_test, *shape)).astype(np.float32)
+    labels = rng.integers(0, 10, num_train + num_test).astype(np.int64)
+    spec = get_dataset_spec("mnist" if shape == (28, 28, 1) else "cifar10")
+    train, test = slice(0, num_train), slice(num_train, None)
+    return TargetSplits(spec, images[train], labels[train], np.arange(num_train),
+                        images[test][:500], labels[test][:500], np.arange(500),
+                        images[test], labels[test])
+
+
+def measure_loop(factory, shape, bare_step_ms: float) -> dict:
+    """ms per meta step inside distill_labels, in-graph stretches and one step per call."""
+    import dataclasses
+    from kerasdistill.distill.loop import DistillConfig, distill_labels
+    from kerasdistill.distill.registry import build_solver
+    target = _synthetic_target(shape, FLAGS.outer_batch_size * FLAGS.loop_steps_per_epoch,
+                               1000)
+    solver = build_solver(FLAGS.algorithm, factory, outer_splits=FLAGS.outer_splits,
+                          outer_precision=FLAGS.outer_precision,
+                          hypergradient=FLAGS.hypergradient)
+    config = DistillConfig(num_base_examples=FLAGS.num_base_examples,
+                           inner_batch_size=FLAGS.inner_batch_size, epochs=FLAGS.loop_epochs,
+                           outer_batch_size=FLAGS.outer_batch_size, seed=0,
+                           validation_every_epochs=1, jit_compile=FLAGS.jit_compile)
+    figures = {"bare_step_ms": bare_step_ms}
+    for name, steps_per_call in (("in_graph", None), ("one_step_per_call", 1)):
+        result = distill_labels(solver, dataclasses.replace(config, steps_per_call=steps_per_call),
+                                target.train_images[:FLAGS.num_base_examples], target,
+                                verbose=False)
+        warm = dict(result.call_times)  # global step -> seconds
+        first = FLAGS.loop_steps_per_epoch  # the first epoch traces and compiles
+        ms = 1000 * (warm[result.meta_steps] - warm[first]) / (result.meta_steps - first)
+        figures[f"{name}_ms_per_step"] = ms
+        figures[f"{name}_vs_bare_step"] = ms / bare_step_ms
+        print(f"loop, {name:18s}: {ms:8.2f} ms per meta step ({ms / bare_step_ms:.3f}x the bare "
+              f"step), {result.meta_steps - first} steps timed")
+    return figures
+
+
+def measure_evaluation(factory, shape) -> dict:
+    """Seconds for the protocol's test models, one after another and trained together."""
+    import time
+
+    import numpy as np
+    from kerasdistill.distill.registry import build_solver
+    from kerasdistill.evaluation.training import EvaluationTrainer
+    solver = build_solver("second_order", factory, outer_precision="float32")
+    target = _synthetic_target(shape, FLAGS.num_base_examples, FLAGS.eval_test_examples, 1)
+    base = target.train_images
+    labels = np.random.default_rng(2).dirichlet(np.ones(10), len(base)).astype(np.float32)
+    seeds = list(range(FLAGS.eval_models))
+    figures = {"models": FLAGS.eval_models, "steps_per_model": FLAGS.eval_steps,
+               "test_examples": FLAGS.eval_test_examples, "seconds": {}}
+    for models_per_call in [int(m) for m in FLAGS.eval_models_per_call]:
+        trainer = EvaluationTrainer(solver, base, FLAGS.inner_batch_size,
+                                    models_per_call=models_per_call)
+        trainer.test_accuracies(labels, 2, seeds, target.test_images[:200],
+                                target.test_labels[:200])  # tracing
+        start = time.perf_counter()
+        trainer.test_accuracies(labels, FLAGS.eval_steps, seeds, target.test_images,
+                                target.test_labels)
+        figures["seconds"][str(models_per_call)] = time.perf_counter() - start
+    one = figures["seconds"].get("1")
+    for models_per_call, seconds in figures["seconds"].items():
+        ratio = f", {seconds / one:.3f}x one after another" if one else ""
+        print(f"evaluation, {models_per_call:>2s} per call: {seconds:7.2f} s for "
+              f"{FLAGS.eval_models} models ({1000 * seconds / FLAGS.eval_models:.0f} ms per "
+              f"model{ratio})")
+    if one:
+        figures["ratio_to_one_at_a_time"] = {m: s / one for m, s in figures["seconds"].items()}
+    return figures
 
 
 if __name__ == "__main__":

@@ -48,7 +48,14 @@ flags.DEFINE_enum("outer_precision", DEFAULT_OUTER_PRECISION, list(OUTER_PRECISI
                   "Precision of the outer pass. mixed_conv_bfloat16: bf16 convolutions, ~20% "
                   "faster steps on CPUs with bf16 but ~0.6 points lower MNIST accuracy over 3 "
                   "seeds (RESULTS.md); auto: that on such CPUs, float32 elsewhere.")
-flags.DEFINE_boolean("jit_compile", False, "XLA-compile the meta step (slower on CPU).")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "XLA-compile the meta loop. auto: off on CPUs (measured slower there), "
+                  "on GPUs whichever a few timed steps of this run's shapes say is faster; "
+                  "config.json records the choice.")
+flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multi_worker"],
+                  "mirrored: split every outer batch over all visible GPUs "
+                  "(tf.distribute.MirroredStrategy); same labels within float rounding. "
+                  "multi_worker is available to the library (distill_labels) only.")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")
 flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
@@ -75,13 +82,24 @@ def _run():
 
     if not FLAGS.model_dir:
         raise DistillError("--model_dir is required: it is where results are written")
+    if FLAGS.distribute == "multi_worker":
+        # The loop itself runs on several workers (tests/test_distribute.py), but this
+        # command's files are not yet made for it: every worker would write the same
+        # --model_dir, and a resumed run needs every worker to restore the chief's
+        # checkpoint in step.
+        raise DistillError("--distribute=multi_worker is not supported by experiments.distill "
+                           "yet (every worker would write --model_dir, and resuming needs all "
+                           "workers to restore the chief's checkpoint together); call "
+                           "kerasdistill.distill.loop.distill_labels on each worker instead")
     config = ExperimentConfig(
         distill=DistillConfig(
             num_base_examples=FLAGS.num_base_examples,
             inner_batch_size=FLAGS.inner_batch_size, epochs=FLAGS.epochs,
             outer_batch_size=FLAGS.outer_batch_size, seed=FLAGS.seed,
             validation_every_epochs=FLAGS.validation_every_epochs,
-            reset_window=FLAGS.reset_window, jit_compile=FLAGS.jit_compile),
+            reset_window=FLAGS.reset_window,
+            jit_compile={"true": True, "false": False}.get(FLAGS.jit_compile, "auto"),
+            distribute=FLAGS.distribute),
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
         architecture=FLAGS.architecture, baseline=FLAGS.baseline,
         label_smoothing=FLAGS.label_smoothing, base_selection=FLAGS.base_selection,

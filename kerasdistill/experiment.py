@@ -22,13 +22,14 @@ from kerasdistill.data.loading import RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
                                       split_target)
+from kerasdistill.distill.autotune import choose_jit_compile
 from kerasdistill.distill.loop import DistillConfig, distill_labels
 from kerasdistill.distill.registry import ALGORITHMS, build_solver
 from kerasdistill.errors import DistillError
 from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
-                                   resolve_outer_precision)
-from kerasdistill.evaluation.training import (EvaluationTrainer, baseline_checkpoints,
-                                              choose_num_steps)
+                                   device_description, resolve_outer_precision)
+from kerasdistill.evaluation.training import (DEFAULT_MODELS_PER_CALL, EvaluationTrainer,
+                                              baseline_checkpoints, choose_num_steps)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
@@ -158,10 +159,12 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     solver = _solver(config, factory)
     for architecture in config.eval_architectures:  # fail now, not after hours of training
         _solver(config, dataclasses.replace(factory, architecture=architecture))
+    config, choices = _resolve_device_choices(config, solver, inputs)
     prepare_output_dir(model_dir)
     _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
     config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
-                     "tensorflow_version": tf.__version__, "python": platform.python_version()}
+                     "tensorflow_version": tf.__version__, "python": platform.python_version(),
+                     "device": device_description(), "resolved": choices}
     write_json_atomic(os.path.join(model_dir, "config.json"), config_record)
     if verbose:
         target = inputs.target
@@ -184,7 +187,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         "base_indices": [int(i) for i in inputs.base_indices],
         "base_source_labels": [int(i) for i in inputs.base_labels],
         "source_origin": config.source, "target_origin": inputs.target_raw.origin,
-        "outer_precision": solver.outer_precision,
+        "outer_precision": solver.outer_precision, "resolved": choices,
         "run_identity": identity, "epochs": config.distill.epochs,
         "wall_times": times,
     })
@@ -202,6 +205,27 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"{len(results['test_accuracies'])} models, {num_steps} training steps; "
               f"distilled set in {os.path.join(model_dir, DISTILLED_DIR)}", file=sys.stderr)
     return results
+
+
+def _resolve_device_choices(config: ExperimentConfig, solver, inputs: RunInputs):
+    """The settings left to the machine ("auto"), decided here (measured where the
+    rule says so) before config.json is written; returns (config with the choices
+    filled in, a record of them)."""
+    choices = {"outer_precision": solver.outer_precision,
+               "evaluation_models_per_call": DEFAULT_MODELS_PER_CALL if solver.model_stack()
+               else 1}
+    if config.baseline != "none":
+        return config, choices
+    distill = config.distill
+    outer = min(distill.outer_batch_size, len(inputs.target.train_images))
+    jit_compile, record = choose_jit_compile(
+        distill.jit_compile, solver, tf.constant(inputs.base_images),
+        tf.constant(inputs.target.train_images[:outer]),
+        tf.constant(inputs.target.train_labels[:outer].astype(np.int32)),
+        distill.inner_batch_size, inputs.target.spec.num_classes)
+    choices["jit_compile"] = record
+    return dataclasses.replace(config, distill=dataclasses.replace(
+        distill, jit_compile=jit_compile)), choices
 
 
 def _check_model_dir_before_writing(model_dir: str, settings: dict):

@@ -57,6 +57,32 @@ def enable_onednn_by_default() -> str | None:
     return "1"
 
 
+def enable_gpu_memory_growth() -> list[str]:
+    """Lets TensorFlow take GPU memory as it needs it instead of all of it at start,
+    so an evaluation or a second run can share the GPU. Must run before any GPU is
+    used; every entry point calls it first. Returns the GPUs it set (none on a CPU)."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised: leave it as it is
+            logging.getLogger("kerasdistill").warning(
+                "GPU %s was initialised before memory growth could be set", gpu.name)
+    return [gpu.name for gpu in gpus]
+
+
+def device_description() -> dict:
+    """The machine and the accelerators TensorFlow sees, for config.json."""
+    import tensorflow as tf
+    gpus = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        gpus.append({"name": gpu.name, "model": details.get("device_name"),
+                     "compute_capability": details.get("compute_capability")})
+    return {**machine_description(), "gpus": gpus}
+
+
 def machine_description() -> dict:
     """The CPU and the oneDNN setting, for benchmark and run records: timings mean
     nothing without them."""

@@ -5,8 +5,8 @@ mean (datasets, architecture, algorithm, base examples, sizes, precision, seed,
 learning rates, ...), with defaults resolved so that spelling a default out does
 not count as a change. Settings that change neither are left out:
 
-- free: `jit_compile` and `steps_per_call` (same function, compiled or called
-  differently), `data_dir` and `download` (where the same
+- free: `jit_compile`, `steps_per_call` and `distribute` (the same function,
+  compiled, called or spread over devices differently), `data_dir` and `download` (where the same
   data come from), and the evaluation-only settings (`test_repetitions` and the
   transfer flags), so a finished run can be evaluated again or further;
 - extensible: `epochs` may grow (the run continues from its checkpoint) but not
@@ -27,7 +27,7 @@ from kerasdistill.files import read_json
 FREE_SETTINGS = frozenset({
     "data_dir", "download", "test_repetitions", "eval_architectures", "eval_optimizers",
     "step_offsets", "transfer_repetitions", "distill.jit_compile",
-    "distill.steps_per_call"})
+    "distill.steps_per_call", "distill.distribute"})
 EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
 
 

@@ -53,6 +53,13 @@ def test_tiny_run_writes_valid_results(fake_data_dir, tmp_path):
     assert set(results["wall_times"]) >= {"meta_train_seconds", "validation_seconds",
                                           "test_seconds", "total_seconds"}
     assert os.listdir(tmp_path / "run" / "tensorboard")
+    # The device and what "auto" became on it (a CPU here: XLA off by the rule).
+    assert config["distill"]["jit_compile"] == "auto"
+    assert config["resolved"]["jit_compile"]["jit_compile"] is False
+    assert config["resolved"]["evaluation_models_per_call"] == 20  # LeNet stacks
+    assert config["resolved"]["outer_precision"] == "float32"
+    assert config["device"]["gpus"] == [] and config["device"]["cpu_model"]
+    assert results["resolved"] == config["resolved"]
 
 
 def test_same_seed_same_results(fake_data_dir, tmp_path):

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.splits import TargetSplits
+from kerasdistill.distill.autotune import JIT_CHOICES, choose_jit_compile
 from kerasdistill.distill.checkpoint import RunCheckpoint
 from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop
 from kerasdistill.distill.meta_step import (FINITE_CHECKS, MetaState, init_meta_state,
@@ -22,6 +23,7 @@ from kerasdistill.distill.meta_step import (FINITE_CHECKS, MetaState, init_meta_
 from kerasdistill.distill.resets import (ResetTracker, absorb_reset_state, default_reset_window,
                                          max_resets_within, reset_state_of)
 from kerasdistill.distill.solver import InnerSolver
+from kerasdistill.distribute import DISTRIBUTIONS, make_strategy
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.training import EvaluationTrainer
 from kerasdistill.seeding import INNER_BATCH, LEARNER, VALIDATION, derive_seed
@@ -39,10 +41,11 @@ class DistillConfig:
     label_learning_rate: float = 1e-3
     validation_every_epochs: int = 5
     reset_window: int | None = None  # None: SPEC 2c's rule
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"   # "auto": kerasdistill.distill.autotune decides
     # Meta steps per compiled call (None: all up to the next validation point). Any
     # value gives the same labels; 1 is the step-at-a-time path the tests compare with.
     steps_per_call: int | None = None
+    distribute: str = "none"         # kerasdistill.distribute.DISTRIBUTIONS
 
     def __post_init__(self):
         for name in ("num_base_examples", "inner_batch_size", "epochs", "outer_batch_size",
@@ -58,6 +61,12 @@ class DistillConfig:
             raise DistillError(f"label_learning_rate must be positive, got {self.label_learning_rate}")
         if self.reset_window is not None and self.reset_window <= 0:
             raise DistillError(f"reset_window must be positive, got {self.reset_window}")
+        if self.jit_compile not in JIT_CHOICES:
+            raise DistillError(f"jit_compile must be one of auto, True, False; "
+                               f"got {self.jit_compile!r}")
+        if self.distribute not in DISTRIBUTIONS:
+            raise DistillError(f"distribute must be one of {DISTRIBUTIONS}, "
+                               f"got {self.distribute!r}")
         if self.steps_per_call is not None and self.steps_per_call <= 0:
             raise DistillError(f"steps_per_call must be positive, got {self.steps_per_call}")
 
@@ -76,6 +85,7 @@ class DistillResult:
     meta_train_seconds: float
     validation_seconds: float
     resumed_from_epoch: int = 0
+    call_times: list = dataclasses.field(default_factory=list)  # RunProgress.call_times
 
 
 class NonFiniteError(DistillError):
@@ -100,6 +110,9 @@ class RunProgress:
     curve: list = dataclasses.field(default_factory=list)
     meta_seconds: float = 0.0
     validation_seconds: float = 0.0
+    # (global step, seconds) at the end of every compiled call of this process, for
+    # the benchmark; not saved in checkpoints.
+    call_times: list = dataclasses.field(default_factory=list)
 
     def record(self, identity: dict) -> dict:
         """JSON-ready, for the checkpoint (best labels travel as a tensor)."""
@@ -122,7 +135,7 @@ def default_identity(config: DistillConfig, solver: InnerSolver) -> dict:
     """The checkpoint's identity when the caller gives none: the distillation
     settings that change the labels, and the solver."""
     settings = dataclasses.asdict(config)
-    for free in ("epochs", "jit_compile", "steps_per_call"):
+    for free in ("epochs", "jit_compile", "steps_per_call", "distribute"):
         settings.pop(free)
     return {"distill": settings, "solver": solver.name}
 
@@ -175,7 +188,8 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
         final_soft_labels=state.soft_labels.numpy(), validation_curve=progress.curve,
         reset_points=list(progress.tracker.reset_points), meta_steps=progress.global_step,
         meta_train_seconds=progress.meta_seconds,
-        validation_seconds=progress.validation_seconds, resumed_from_epoch=run.resumed_from)
+        validation_seconds=progress.validation_seconds, resumed_from_epoch=run.resumed_from,
+        call_times=progress.call_times)
 
 
 class _LabelDistillation:
@@ -191,14 +205,24 @@ class _LabelDistillation:
         self.num_base, self.num_classes = len(base_images), target.spec.num_classes
         self.window = config.reset_window or default_reset_window(self.num_base,
                                                                   self.num_classes)
-        self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
-                                        config.label_learning_rate, config.jit_compile)
-        self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
-        self.fresh_learners = _FreshLearners(solver, config.seed)
-        self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
+        strategy = make_strategy(config.distribute)
+        replicas = strategy.num_replicas_in_sync if strategy else 1
+        outer_batch = min(config.outer_batch_size, len(target.train_images))
+        if outer_batch % replicas:
+            raise DistillError(f"the outer batch ({outer_batch}) must divide evenly over the "
+                               f"{replicas} replicas of --distribute={config.distribute}")
         self.base_tensor = tf.constant(base_images)
         self.train_images = tf.constant(target.train_images)
         self.train_labels = tf.constant(target.train_labels.astype(np.int32))
+        self.jit_compile, self.jit_record = choose_jit_compile(
+            config.jit_compile, solver, self.base_tensor, self.train_images[:outer_batch],
+            self.train_labels[:outer_batch], config.inner_batch_size, self.num_classes)
+        self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
+                                        config.label_learning_rate, self.jit_compile,
+                                        strategy)
+        self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
+        self.fresh_learners = _FreshLearners(solver, config.seed)
+        self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
         self.batches_per_epoch = steps_per_epoch(len(target.train_images),
                                                  config.outer_batch_size)
         self.resumed_from = 0
@@ -262,6 +286,8 @@ class _LabelDistillation:
             reset_at.extend(result.reset_at.numpy()[:steps_done])
             self._stop_if_not_finite(result.finite.numpy(), progress)
             state = result.state
+            progress.call_times.append(
+                (progress.global_step, progress.meta_seconds + time.perf_counter() - start))
             progbar.update(progress.global_step, [
                 ("epoch", first_epoch + (progress.global_step - first_step) //
                  self.batches_per_epoch + 1),

@@ -13,6 +13,14 @@ Fresh learners cannot be initialised inside the graph the way the host does it
 (a Keras model is built per seed), so each call receives a small stack of them,
 as many as the reset rule can possibly use in that many steps
 (`max_resets_within`), and picks the next one at each reset.
+
+With a tf.distribute strategy (several GPUs, or logical CPU devices in the tests)
+each step's outer batch is split evenly over the replicas and the meta step runs
+on each with its share (`strategy.run`); the hypergradient is averaged across them
+inside the step (meta_step.mean_over_replicas). A synchronisation point cannot sit
+inside a while-loop that runs in a replica, so the loop runs in the cross-replica
+context and calls `strategy.run` once per step; every replica ends the step with
+the same state, and the loop carries the first replica's copy.
 """
 
 from __future__ import annotations
@@ -58,7 +66,8 @@ def pick(stacked, index):
 
 
 def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int,
-                   label_learning_rate: float = 1e-3, jit_compile: bool = False):
+                   label_learning_rate: float = 1e-3, jit_compile: bool = False,
+                   strategy: tf.distribute.Strategy | None = None):
     """Returns the compiled stretch of meta steps:
 
         (state: MetaState, resets: ResetState, inputs: StretchInputs) -> StretchResult
@@ -69,6 +78,24 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
     """
     meta_step = meta_step_function(solver, label_learning_rate)
 
+    def replica_step(state, base_images, inner_indices, outer_row, train_images, train_labels):
+        context = tf.distribute.get_replica_context()
+        share = tf.reshape(outer_row, [context.num_replicas_in_sync, -1])[
+            context.replica_id_in_sync_group]
+        return meta_step(state, base_images, inner_indices, tf.gather(train_images, share),
+                         tf.gather(train_labels, share))
+
+    def step(state, inputs: StretchInputs, inner_indices, outer_row):
+        if strategy is None:
+            return meta_step(state, inputs.base_images, inner_indices,
+                             tf.gather(inputs.train_images, outer_row),
+                             tf.gather(inputs.train_labels, outer_row))
+        per_replica = strategy.run(replica_step, args=(
+            state, inputs.base_images, inner_indices, outer_row, inputs.train_images,
+            inputs.train_labels))
+        return tf.nest.map_structure(lambda t: strategy.experimental_local_results(t)[0],
+                                     per_replica)
+
     def run_stretch(state: MetaState, resets: ResetState, inputs: StretchInputs):
         num_steps = tf.shape(inputs.outer_indices)[0]
         num_base = tf.shape(inputs.base_images)[0]
@@ -77,10 +104,7 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
         def body(i, state, resets, errors, reset_at, points, used, finite):
             inner_indices = random_subset(num_base, inner_batch_size,
                                           tf.stack([inputs.inner_seed, inputs.first_step + i]))
-            outer = inputs.outer_indices[i]
-            new_state, metrics = meta_step(state, inputs.base_images, inner_indices,
-                                           tf.gather(inputs.train_images, outer),
-                                           tf.gather(inputs.train_labels, outer))
+            new_state, metrics = step(state, inputs, inner_indices, inputs.outer_indices[i])
             finite = metrics.finite
             ok = tf.reduce_all(finite)
             new_resets, reset, point = reset_rule_step(resets, metrics.outer_error,

@@ -55,6 +55,19 @@ def project_to_simplex_rows(soft_labels: tf.Tensor) -> tf.Tensor:
                     1.0 / num_classes)
 
 
+def mean_over_replicas(*values):
+    """The mean over the replicas of a tf.distribute strategy (the values themselves
+    outside one). Each replica sees an equal share of the outer batch, and the outer
+    loss, its error and the label hypergradient are all linear in the per-example
+    losses, so their means over the replicas are exactly the whole batch's values.
+    Everything else in a step depends on the inner batch only and is the same on
+    every replica."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return tuple(context.all_reduce(tf.distribute.ReduceOp.MEAN, list(values)))
+
+
 def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
     """The meta step as a plain Python function (not traced):
 
@@ -73,15 +86,17 @@ def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
         inner_labels = tf.gather(state.soft_labels, inner_indices)
         step = solver.meta_gradient(state.learner, inner_images, inner_labels,
                                     outer_images, outer_labels)
-        label_grad = tf.scatter_nd(inner_indices[:, None], step.inner_label_grad,
+        inner_label_grad, outer_loss, outer_error = mean_over_replicas(
+            step.inner_label_grad, step.outer_loss, step.outer_error)
+        label_grad = tf.scatter_nd(inner_indices[:, None], inner_label_grad,
                                    tf.shape(state.soft_labels))
         (soft_labels,), label_optimizer = adam_update(
             [state.soft_labels], [label_grad], state.label_optimizer, label_learning_rate)
         new_state = MetaState(project_to_simplex_rows(soft_labels), label_optimizer,
                               step.learner)
         finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in
-                           (step.outer_loss, step.inner_label_grad, soft_labels)])
-        return new_state, StepMetrics(step.outer_loss, step.outer_error, step.inner_loss, finite)
+                           (outer_loss, inner_label_grad, soft_labels)])
+        return new_state, StepMetrics(outer_loss, outer_error, step.inner_loss, finite)
 
     return meta_step
 
