@@ -7,6 +7,7 @@ from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasdistill.errors import DistillError
 from kerasdistill.seeding import MODEL_INIT, rng_for
@@ -104,18 +105,23 @@ class ModelFactory:
                            self.precision)
 
     def initial_weights(self, seed: int):
-        model = self.build(seed)
-        return ([v.value for v in model.trainable_variables],
-                [v.value for v in model.non_trainable_variables])
+        return _weight_tensors(self.build(seed))
 
     def build_feature_extractor(self, seed: int = 0) -> keras.Model:
         """The model without its last (classifier) layer: g_theta of SPEC 2b."""
         return feature_extractor(self.build(seed))
 
     def initial_feature_weights(self, seed: int):
-        model = self.build_feature_extractor(seed)
-        return ([v.value for v in model.trainable_variables],
-                [v.value for v in model.non_trainable_variables])
+        return _weight_tensors(self.build_feature_extractor(seed))
+
+
+def _weight_tensors(model: keras.Model):
+    """(trainable, non-trainable) values as tensors, not the model's variables: a
+    compiled function called first with variables and then with tensors would be
+    traced twice (the loop's stretch and the evaluation models were), and holding the
+    variables would keep every throwaway model alive."""
+    return ([tf.convert_to_tensor(v.value) for v in model.trainable_variables],
+            [tf.convert_to_tensor(v.value) for v in model.non_trainable_variables])
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
