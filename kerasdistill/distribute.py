@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import DistillError, require_one_of
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
@@ -22,8 +22,7 @@ def make_strategy(name: str):
     devices when there is no GPU (the tests make two); multi_worker:
     `MultiWorkerMirroredStrategy`, whose cluster comes from the TF_CONFIG variable.
     """
-    if name not in DISTRIBUTIONS:
-        raise DistillError(f"distribute must be one of {DISTRIBUTIONS}, got {name!r}")
+    require_one_of("distribute", name, DISTRIBUTIONS)
     if name == "none":
         return None
     import tensorflow as tf

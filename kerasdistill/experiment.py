@@ -25,7 +25,7 @@ from kerasdistill.data.splits import (TargetSplits, normalize_images, select_bas
 from kerasdistill.distill.autotune import choose_jit_compile
 from kerasdistill.distill.loop import DistillConfig, distill_labels
 from kerasdistill.distill.registry import ALGORITHMS, build_solver
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
                                    device_description, resolve_outer_precision)
 from kerasdistill.evaluation.training import (DEFAULT_MODELS_PER_CALL, EvaluationTrainer,
@@ -98,12 +98,8 @@ class ExperimentConfig:
             raise DistillError(f"test_repetitions must be positive, got {self.test_repetitions}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DistillError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.outer_precision not in OUTER_PRECISIONS:
-            raise DistillError(f"outer_precision must be one of {OUTER_PRECISIONS}, "
-                               f"got {self.outer_precision!r}")
-        if self.hypergradient not in HYPERGRADIENT_MODES:
-            raise DistillError(f"hypergradient must be one of {HYPERGRADIENT_MODES}, "
-                               f"got {self.hypergradient!r}")
+        require_one_of("outer_precision", self.outer_precision, OUTER_PRECISIONS)
+        require_one_of("hypergradient", self.hypergradient, HYPERGRADIENT_MODES)
         if self.outer_splits <= 0:
             raise DistillError(f"outer_splits must be positive, got {self.outer_splits}")
         unknown = sorted(set(self.eval_architectures) - set(architecture_names()))
@@ -222,7 +218,8 @@ def _resolve_device_choices(config: ExperimentConfig, solver, inputs: RunInputs)
         distill.jit_compile, solver, tf.constant(inputs.base_images),
         tf.constant(inputs.target.train_images[:outer]),
         tf.constant(inputs.target.train_labels[:outer].astype(np.int32)),
-        distill.inner_batch_size, inputs.target.spec.num_classes)
+        distill.inner_batch_size, inputs.target.spec.num_classes,
+        distributed=distill.distribute != "none")
     choices["jit_compile"] = record
     return dataclasses.replace(config, distill=dataclasses.replace(
         distill, jit_compile=jit_compile)), choices

@@ -53,3 +53,9 @@ def test_gpu_memory_growth_and_device_record_on_a_cpu():
     assert enable_gpu_memory_growth() == []
     description = device_description()
     assert description["gpus"] == [] and description["cpu_count"] >= 1
+
+
+def test_a_distributed_loop_is_not_xla_compiled():
+    chosen, record = choose_jit_compile("auto", *_shapes(), 5, 10, measure_on_cpu=True,
+                                        distributed=True)
+    assert chosen is False and "distribute" in record["how"]

@@ -12,7 +12,7 @@ import pytest
 from kerasdistill.distill.loop import DistillConfig
 from kerasdistill.distribute import make_strategy
 from kerasdistill.errors import DistillError
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, assert_one_error, run_cli
 from tests.scripts.tiny_distillation import distill_tiny
 
 
@@ -69,6 +69,9 @@ def test_unknown_distribution_is_refused():
         DistillConfig(num_base_examples=10, inner_batch_size=5, distribute="tpu")
     with pytest.raises(DistillError, match="distribute must be one of"):
         make_strategy("everywhere")
+    with pytest.raises(DistillError, match="jit_compile=True with distribute"):
+        DistillConfig(num_base_examples=10, inner_batch_size=5, distribute="mirrored",
+                      jit_compile=True)
 
 
 def test_multi_worker_needs_tf_config(monkeypatch):
@@ -79,3 +82,10 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 
 def test_no_distribution_is_no_strategy():
     assert make_strategy("none") is None
+
+
+def test_multi_worker_is_refused_by_the_command_with_the_reason(tmp_path):
+    result = run_cli("experiments.distill", "--distribute=multi_worker",
+                     f"--model_dir={tmp_path / 'run'}")
+    assert_one_error(result, "--distribute=multi_worker is not supported by experiments.distill")
+    assert not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
 from kerasdistill.distill.solver import InnerSolver
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import require_one_of
 
 JIT_CHOICES = ("auto", True, False)
 
@@ -40,13 +40,16 @@ def time_meta_step(solver: InnerSolver, jit_compile: bool, base_images, outer_im
 
 def choose_jit_compile(requested, solver: InnerSolver, base_images, outer_images,
                        outer_labels, inner_batch_size: int, num_classes: int,
-                       measure_on_cpu: bool = False) -> tuple[bool, dict]:
+                       measure_on_cpu: bool = False,
+                       distributed: bool = False) -> tuple[bool, dict]:
     """(use XLA?, a JSON-ready record of why). `measure_on_cpu` makes the CPU take
-    the GPU's path (for tests and for checking the CPU rule)."""
-    if requested not in JIT_CHOICES:
-        raise DistillError(f"jit_compile must be one of auto, true, false; got {requested!r}")
+    the GPU's path (for tests and for checking the CPU rule). A distributed loop
+    (strategy.run inside the compiled stretch) is never XLA-compiled: untested."""
+    require_one_of("jit_compile", requested, JIT_CHOICES)
     if requested != "auto":
         return bool(requested), {"jit_compile": bool(requested), "how": "asked"}
+    if distributed:
+        return False, {"jit_compile": False, "how": "auto: off with --distribute"}
     if not tf.config.list_logical_devices("GPU") and not measure_on_cpu:
         return False, {"jit_compile": False,
                        "how": "auto: off on CPUs (XLA measured slower, BENCHMARKS.md)"}

@@ -24,7 +24,7 @@ from kerasdistill.distill.resets import (ResetTracker, absorb_reset_state, defau
                                          max_resets_within, reset_state_of)
 from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.distribute import DISTRIBUTIONS, make_strategy
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.evaluation.training import EvaluationTrainer
 from kerasdistill.seeding import INNER_BATCH, LEARNER, VALIDATION, derive_seed
 
@@ -61,12 +61,11 @@ class DistillConfig:
             raise DistillError(f"label_learning_rate must be positive, got {self.label_learning_rate}")
         if self.reset_window is not None and self.reset_window <= 0:
             raise DistillError(f"reset_window must be positive, got {self.reset_window}")
-        if self.jit_compile not in JIT_CHOICES:
-            raise DistillError(f"jit_compile must be one of auto, True, False; "
-                               f"got {self.jit_compile!r}")
-        if self.distribute not in DISTRIBUTIONS:
-            raise DistillError(f"distribute must be one of {DISTRIBUTIONS}, "
-                               f"got {self.distribute!r}")
+        require_one_of("jit_compile", self.jit_compile, JIT_CHOICES)
+        require_one_of("distribute", self.distribute, DISTRIBUTIONS)
+        if self.jit_compile is True and self.distribute != "none":
+            raise DistillError("jit_compile=True with distribute is not supported (XLA around "
+                               "tf.distribute's strategy.run is untested here); use auto")
         if self.steps_per_call is not None and self.steps_per_call <= 0:
             raise DistillError(f"steps_per_call must be positive, got {self.steps_per_call}")
 
@@ -216,7 +215,8 @@ class _LabelDistillation:
         self.train_labels = tf.constant(target.train_labels.astype(np.int32))
         self.jit_compile, self.jit_record = choose_jit_compile(
             config.jit_compile, solver, self.base_tensor, self.train_images[:outer_batch],
-            self.train_labels[:outer_batch], config.inner_batch_size, self.num_classes)
+            self.train_labels[:outer_batch], config.inner_batch_size, self.num_classes,
+            distributed=strategy is not None)
         self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
                                         config.label_learning_rate, self.jit_compile,
                                         strategy)
@@ -278,6 +278,9 @@ class _LabelDistillation:
                 tf.constant(progress.global_step, tf.int32), self.inner_seed,
                 self.fresh_learners.stack(progress.num_resets, max_resets)))
             steps_done, used = int(result.steps_done), int(result.resets_used)
+            if used > max_resets:  # max_resets_within is a proven bound: a bug, not bad input
+                raise AssertionError(f"{used} resets in {len(stretch)} steps, more than the "
+                                     f"{max_resets} fresh learners given")
             progress.global_step += steps_done
             progress.num_resets += used
             absorb_reset_state(progress.tracker, result.resets,

@@ -47,16 +47,13 @@ class EvaluationTrainer:
         num_base = int(self.base_images.shape[0])
 
         def train(learner, soft_labels, num_steps, seed, first_step):
-            def body(step, learner):
+            def take_step(step, learner):
                 indices = random_subset(num_base, self.inner_batch_size,
                                         tf.stack([seed, first_step + step]))
-                learner = solver.train_step(learner, tf.gather(self.base_images, indices),
-                                            tf.gather(soft_labels, indices))
-                return step + 1, learner
+                return solver.train_step(learner, tf.gather(self.base_images, indices),
+                                         tf.gather(soft_labels, indices))
 
-            _, learner = tf.while_loop(lambda step, _: step < num_steps, body,
-                                       (tf.constant(0, tf.int32), learner))
-            return learner
+            return _repeat(num_steps, take_step, learner)
 
         def count_errors(learner, images, labels):
             logits = solver.predict(learner, images)
@@ -64,18 +61,15 @@ class EvaluationTrainer:
             return tf.reduce_sum(tf.cast(tf.not_equal(predictions, labels), tf.int64))
 
         def train_stacked(learners, soft_labels, num_steps, seeds):
-            def body(step, learners):
+            def take_step(step, learners):
                 indices = tf.stack([random_subset(num_base, self.inner_batch_size,
                                                   tf.stack([seeds[m], step]))
                                     for m in range(seeds.shape[0])])
-                learners = solver.train_step_stacked(
+                return solver.train_step_stacked(
                     self.stack, learners, tf.gather(self.base_images, indices),
                     tf.gather(soft_labels, indices))
-                return step + 1, learners
 
-            _, learners = tf.while_loop(lambda step, _: step < num_steps, body,
-                                        (tf.constant(0, tf.int32), learners))
-            return learners
+            return _repeat(num_steps, take_step, learners)
 
         def count_errors_stacked(weights, images, labels):
             logits = self.stack.logits(weights, images)
@@ -165,6 +159,14 @@ def choose_num_steps(trainer: EvaluationTrainer, soft_labels, checkpoints: list[
                       "validation_error": trainer.error_rate(learner, images, labels)})
     best = min(curve, key=lambda point: point["validation_error"])
     return best["steps"], curve
+
+
+def _repeat(num_steps, take_step, state):
+    """`state` after num_steps calls of take_step(step, state), as one while-loop."""
+    _, state = tf.while_loop(lambda step, _: step < num_steps,
+                             lambda step, state: (step + 1, take_step(step, state)),
+                             (tf.constant(0, tf.int32), state))
+    return state
 
 
 def model_of(stacked, index: int):
