@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from kerasdistill.data import pipeline
 from kerasdistill.distill import loop
 from kerasdistill.distill.loop import DistillConfig
 from kerasdistill.errors import DistillError
@@ -55,10 +55,17 @@ def test_tiny_run_writes_valid_results(fake_data_dir, tmp_path):
     assert os.listdir(tmp_path / "run" / "tensorboard")
     # The device and what "auto" became on it (a CPU here: XLA off by the rule).
     assert config["distill"]["jit_compile"] == "auto"
-    assert config["resolved"]["jit_compile"]["jit_compile"] is False
+    gpus = tf.config.list_physical_devices("GPU")
+    jit = config["resolved"]["jit_compile"]
+    if gpus:
+        assert jit["how"] == "auto: measured here" and set(jit["ms_per_meta_step"]) == {
+            "true", "false"}
+    else:
+        assert jit == {"jit_compile": False,
+                       "how": "auto: off on CPUs (XLA measured slower, BENCHMARKS.md)"}
     assert config["resolved"]["evaluation_models_per_call"] == 20  # LeNet stacks
     assert config["resolved"]["outer_precision"] == "float32"
-    assert config["device"]["gpus"] == [] and config["device"]["cpu_model"]
+    assert len(config["device"]["gpus"]) == len(gpus) and config["device"]["cpu_model"]
     assert results["resolved"] == config["resolved"]
 
 
@@ -73,21 +80,25 @@ def test_same_seed_same_results(fake_data_dir, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_result(fake_data_dir, tmp_path, monkeypatch):
+    # Validation (and a checkpoint) every 2 epochs of 10 steps, 4 steps per compiled call:
+    # the interruption comes in the second interval after one of its calls has run.
     config = _config(fake_data_dir, distill=dataclasses.replace(
-        _config(fake_data_dir).distill, epochs=4))
+        _config(fake_data_dir).distill, epochs=4, validation_every_epochs=2, steps_per_call=4))
     uninterrupted = _run(config, tmp_path / "whole")
 
-    real_batches = pipeline.epoch_index_batches
+    real_stack = loop._FreshLearners.stack
+    calls = []
 
-    def crash_in_epoch_2(num_examples, batch_size, seed, epoch):
-        if epoch == 2:
+    def crash_in_the_seventh_call(self, resets_so_far, count):
+        calls.append(resets_so_far)
+        if len(calls) == 7:  # calls 1-5: epochs 1-2; 6-7: epoch 3
             raise KeyboardInterrupt("simulated interruption")
-        return real_batches(num_examples, batch_size, seed, epoch)
+        return real_stack(self, resets_so_far, count)
 
-    monkeypatch.setattr(loop, "epoch_index_batches", crash_in_epoch_2)
+    monkeypatch.setattr(loop._FreshLearners, "stack", crash_in_the_seventh_call)
     with pytest.raises(KeyboardInterrupt):
         _run(config, tmp_path / "broken")
-    monkeypatch.setattr(loop, "epoch_index_batches", real_batches)
+    monkeypatch.setattr(loop._FreshLearners, "stack", real_stack)
     resumed = _run(config, tmp_path / "broken")
     assert resumed["resumed_from_epoch"] == 2
     assert resumed["labels"] == uninterrupted["labels"]

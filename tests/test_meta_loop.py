@@ -119,3 +119,23 @@ def test_in_graph_loop_equals_the_step_at_a_time_path(algorithm):
         # The same ops on the same values; a while-loop body may fuse differently from a
         # lone function, so allow float32 rounding.
         np.testing.assert_allclose(result.final_soft_labels, expected_labels, atol=1e-6)
+
+
+def test_checkpoint_of_another_inner_batch_draw_is_not_continued(tmp_path, monkeypatch):
+    from kerasdistill.distill import loop
+    from kerasdistill.errors import DistillError
+    target = _tiny_target()
+    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
+                           outer_batch_size=32, seed=3, validation_every_epochs=1)
+    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
+                          outer_precision="float32")
+    first = distill_labels(solver, config, target.train_images[:10], target,
+                           checkpoint_dir=str(tmp_path), verbose=False)
+    monkeypatch.setattr(loop, "INNER_BATCH_DRAW", "numpy permutation (kerasdistill 0.2)")
+    with pytest.raises(DistillError, match="drew the inner batches differently"):
+        distill_labels(solver, dataclasses.replace(config, epochs=3), target.train_images[:10],
+                       target, checkpoint_dir=str(tmp_path), verbose=False)
+    # A finished run may still be read back (evaluated again): no step is drawn.
+    again = distill_labels(solver, config, target.train_images[:10], target,
+                           checkpoint_dir=str(tmp_path), verbose=False)
+    np.testing.assert_array_equal(again.soft_labels, first.soft_labels)

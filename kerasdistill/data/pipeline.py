@@ -16,7 +16,8 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def random_subset(num_items, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
     """`subset_size` distinct indices from range(num_items), a pure function of `seed`
     (a stateless draw, so the graph can make it for any step without host state)."""
-    keys = tf.random.stateless_uniform([num_items], seed=seed)
+    # Philox named: the default algorithm may differ between devices and XLA.
+    keys = tf.random.stateless_uniform([num_items], seed=seed, alg="philox")
     return tf.argsort(keys)[:subset_size]
 
 

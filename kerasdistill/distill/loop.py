@@ -115,7 +115,8 @@ class RunProgress:
 
     def record(self, identity: dict) -> dict:
         """JSON-ready, for the checkpoint (best labels travel as a tensor)."""
-        return {"identity": identity, "epoch": self.epoch, "global_step": self.global_step,
+        return {"identity": identity, "inner_batch_draw": INNER_BATCH_DRAW,
+                "epoch": self.epoch, "global_step": self.global_step,
                 "num_resets": self.num_resets, "tracker": self.tracker.state_dict(),
                 "best": self.best, "curve": self.curve, "meta_seconds": self.meta_seconds,
                 "validation_seconds": self.validation_seconds}
@@ -242,6 +243,13 @@ class _LabelDistillation:
                 f"settings ({record.get('identity')}); use another --model_dir or delete the "
                 f"checkpoint to start afresh")
         progress = RunProgress.from_record(record, best_labels)
+        if progress.epoch < self.config.epochs and record.get(
+                "inner_batch_draw") != INNER_BATCH_DRAW:
+            raise DistillError(
+                f"the checkpoint in {checkpoint.directory} was written by an older kerasdistill, "
+                f"which drew the inner batches differently; continuing it would give a run that "
+                f"is neither the old nor the new one. Finish it with the version that started "
+                f"it, or start afresh in another --model_dir")
         if progress.epoch > self.config.epochs:
             raise DistillError(f"the checkpoint in {checkpoint.directory} is at epoch "
                                f"{progress.epoch}, beyond epochs={self.config.epochs}")
@@ -268,7 +276,10 @@ class _LabelDistillation:
         outer_indices = np.concatenate([
             epoch_index_batches(len(self.target.train_images), config.outer_batch_size,
                                 config.seed, epoch) for epoch in range(first_epoch, end_epoch)])
-        call_size = config.steps_per_call or len(outer_indices)
+        # Each call gets as many fresh learners as it could use; a bounded call keeps
+        # that stack small when validation points are far apart.
+        call_size = config.steps_per_call or min(len(outer_indices),
+                                                 _MAX_RESETS_PER_CALL * (2 * self.window + 1))
         errors, reset_at = [], []
         for begin in range(0, len(outer_indices), call_size):
             stretch = outer_indices[begin:begin + call_size]
@@ -292,7 +303,7 @@ class _LabelDistillation:
             progress.call_times.append(
                 (progress.global_step, progress.meta_seconds + time.perf_counter() - start))
             progbar.update(progress.global_step, [
-                ("epoch", first_epoch + (progress.global_step - first_step) //
+                ("epoch", first_epoch + (progress.global_step - first_step - 1) //
                  self.batches_per_epoch + 1),
                 ("outer_error_ma", float(np.mean(progress.tracker.recent or [0]))),
                 ("resets", progress.num_resets),
@@ -356,6 +367,12 @@ class _LabelDistillation:
             with writer.as_default(step=progress.epoch):
                 tf.summary.scalar("validation_error", error)
                 tf.summary.scalar("num_train_steps", num_steps)
+
+
+_MAX_RESETS_PER_CALL = 8
+# Changed when the inner-batch draw changes: a checkpoint of another draw cannot go on
+# as its run would have (kerasdistill 0.2 drew with numpy, 0.3 statelessly in the graph).
+INNER_BATCH_DRAW = "stateless philox (seed, INNER_BATCH) x global step"
 
 
 class _FreshLearners:

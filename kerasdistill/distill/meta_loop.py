@@ -78,21 +78,26 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
     """
     meta_step = meta_step_function(solver, label_learning_rate)
 
-    def replica_step(state, base_images, inner_indices, outer_row, train_images, train_labels):
+    def replica_step(state, base_images, inner_indices, outer_images, outer_labels):
         context = tf.distribute.get_replica_context()
-        share = tf.reshape(outer_row, [context.num_replicas_in_sync, -1])[
-            context.replica_id_in_sync_group]
-        return meta_step(state, base_images, inner_indices, tf.gather(train_images, share),
-                         tf.gather(train_labels, share))
+        replicas, replica = context.num_replicas_in_sync, context.replica_id_in_sync_group
+
+        def share(batch):
+            return tf.reshape(batch, tf.concat([[replicas, -1], tf.shape(batch)[1:]], 0))[replica]
+
+        return meta_step(state, base_images, inner_indices, share(outer_images),
+                         share(outer_labels))
 
     def step(state, inputs: StretchInputs, inner_indices, outer_row):
+        # The batch is gathered where the training split lives; only the batch (not the
+        # split) then travels to the replicas' devices.
+        outer_images = tf.gather(inputs.train_images, outer_row)
+        outer_labels = tf.gather(inputs.train_labels, outer_row)
         if strategy is None:
-            return meta_step(state, inputs.base_images, inner_indices,
-                             tf.gather(inputs.train_images, outer_row),
-                             tf.gather(inputs.train_labels, outer_row))
+            return meta_step(state, inputs.base_images, inner_indices, outer_images,
+                             outer_labels)
         per_replica = strategy.run(replica_step, args=(
-            state, inputs.base_images, inner_indices, outer_row, inputs.train_images,
-            inputs.train_labels))
+            state, inputs.base_images, inner_indices, outer_images, outer_labels))
         return tf.nest.map_structure(lambda t: strategy.experimental_local_results(t)[0],
                                      per_replica)
 
