@@ -7,8 +7,7 @@ import pytest
 import tensorflow as tf
 
 from kerasdistill.data.loading import load_dataset
-from kerasdistill.data.pipeline import (epoch_index_batches, steps_per_epoch, target_batches,
-                                        target_stream)
+from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import (adapt_images, normalize_images, select_base_examples,
                                       split_target)
@@ -151,32 +150,21 @@ def test_adapt_images_between_datasets():
     assert adapt_images(colour, (28, 28, 1)).shape == (3, 28, 28, 1)
 
 
-def test_target_stream_is_static_seeded_and_covers_an_epoch():
-    images = tf.constant(np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1))
-    labels = tf.constant(np.arange(100, dtype=np.int32))
-    batches = list(target_batches(images, labels, 32, seed=3, epoch=0))
-    assert len(batches) == steps_per_epoch(100, 32) == 3
-    assert all(x.shape == (32, 1, 1, 1) for x, _ in batches)
-    seen = np.concatenate([y.numpy() for _, y in batches])
-    assert len(set(seen.tolist())) == 96  # the ragged tail is dropped, nothing repeats
-    np.testing.assert_array_equal(np.concatenate([x.numpy().ravel() for x, _ in batches]), seen)
-    again = np.concatenate([y.numpy() for _, y in target_batches(images, labels, 32, 3, 0)])
-    np.testing.assert_array_equal(again, seen)
-    next_epoch = np.concatenate([y.numpy() for _, y in target_batches(images, labels, 32, 3, 1)])
-    assert not np.array_equal(next_epoch, seen)
+def test_epoch_batches_are_static_seeded_and_cover_an_epoch():
+    # The loop gathers outer batches on the device by these rows of indices.
+    batches = epoch_index_batches(100, 32, seed=3, epoch=0)
+    assert batches.shape == (steps_per_epoch(100, 32), 32) == (3, 32)
+    assert len(set(batches.ravel().tolist())) == 96  # the ragged tail is dropped, nothing repeats
+    np.testing.assert_array_equal(epoch_index_batches(100, 32, 3, 0), batches)
+    assert not np.array_equal(epoch_index_batches(100, 32, 3, 1), batches)
     # A target set smaller than a batch is one whole batch.
-    assert len(list(target_batches(images[:10], labels[:10], 32, 0, 0))) == 1
+    assert epoch_index_batches(10, 32, 0, 0).shape == (1, 10)
 
 
-def test_one_stream_over_epochs_equals_the_epochs_one_by_one():
-    # The loop reads one pipeline for the whole run (and a resumed run starts it at
-    # its epoch): it must yield exactly the per-epoch batches, in order.
-    images = tf.constant(np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1))
-    labels = tf.constant(np.arange(100, dtype=np.int32))
-    streamed = [y.numpy() for _, y in target_stream(images, labels, 32, 5, 1, 4)]
-    by_epoch = [y.numpy() for epoch in (1, 2, 3)
-                for _, y in target_batches(images, labels, 32, 5, epoch)]
-    assert len(streamed) == 3 * steps_per_epoch(100, 32)
-    np.testing.assert_array_equal(np.stack(streamed), np.stack(by_epoch))
-    np.testing.assert_array_equal(np.stack(streamed[:3]),
-                                  epoch_index_batches(100, 32, 5, 1))
+def test_epochs_in_a_row_equal_the_epochs_one_by_one():
+    # A stretch of the loop spans several epochs (and a resumed run starts at its
+    # epoch): its rows must be exactly the per-epoch batches, in order.
+    by_epoch = [epoch_index_batches(100, 32, 5, epoch) for epoch in (1, 2, 3)]
+    assert sum(len(rows) for rows in by_epoch) == 3 * steps_per_epoch(100, 32)
+    np.testing.assert_array_equal(np.concatenate(by_epoch)[:3], epoch_index_batches(100, 32, 5, 1))
+    assert all(np.array_equal(np.sort(rows.ravel()), np.sort(np.unique(rows))) for rows in by_epoch)

@@ -1,4 +1,9 @@
-"""The target stream: seeded, resumable outer minibatches as a tf.data pipeline."""
+"""The target stream: seeded, resumable outer minibatches as rows of indices.
+
+The outer loop gathers each step's batch from the training split on the device
+(distill/meta_loop.py), so the host only makes these index rows, one stretch of
+steps at a time.
+"""
 
 from __future__ import annotations
 
@@ -35,34 +40,3 @@ def epoch_index_batches(num_examples: int, batch_size: int, seed: int,
     steps = steps_per_epoch(num_examples, batch_size)
     order = epoch_order(num_examples, seed, epoch)
     return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
-
-
-def target_stream(images: tf.Tensor, labels: tf.Tensor, batch_size: int, seed: int,
-                  first_epoch: int, end_epoch: int) -> tf.data.Dataset:
-    """(images, labels) outer minibatches of epochs first_epoch .. end_epoch - 1, in order.
-
-    One pipeline serves the whole run: tearing down a finished per-epoch pipeline
-    cost from a few ms up to ~0.4 s per epoch here (erratic; up to ~19 ms per MNIST
-    meta step, see BUILD_NOTES). Images stay in one tensor and batches are gathered from it, which
-    is much cheaper than shuffling image elements through a tf.data buffer. When the
-    target set is smaller than a batch (SPEC 5.5, tiny target sets), the batch is
-    the whole set.
-    """
-    num_examples = int(images.shape[0])
-    batch_size = min(batch_size, num_examples)
-
-    def index_batches():
-        for epoch in range(first_epoch, end_epoch):
-            yield from epoch_index_batches(num_examples, batch_size, seed, epoch)
-
-    dataset = tf.data.Dataset.from_generator(
-        index_batches, output_signature=tf.TensorSpec([batch_size], tf.int32))
-    dataset = dataset.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)),
-                          num_parallel_calls=1, deterministic=True)
-    return dataset.prefetch(2)
-
-
-def target_batches(images: tf.Tensor, labels: tf.Tensor, batch_size: int, seed: int,
-                   epoch: int) -> tf.data.Dataset:
-    """One epoch of the target stream."""
-    return target_stream(images, labels, batch_size, seed, epoch, epoch + 1)

@@ -214,13 +214,12 @@ class _LabelDistillation:
         self.base_tensor = tf.constant(base_images)
         self.train_images = tf.constant(target.train_images)
         self.train_labels = tf.constant(target.train_labels.astype(np.int32))
-        self.jit_compile, self.jit_record = choose_jit_compile(
+        jit_compile, _ = choose_jit_compile(
             config.jit_compile, solver, self.base_tensor, self.train_images[:outer_batch],
             self.train_labels[:outer_batch], config.inner_batch_size, self.num_classes,
             distributed=strategy is not None)
         self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
-                                        config.label_learning_rate, self.jit_compile,
-                                        strategy)
+                                        config.label_learning_rate, jit_compile, strategy)
         self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
         self.fresh_learners = _FreshLearners(solver, config.seed)
         self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)

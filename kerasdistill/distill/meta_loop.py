@@ -115,8 +115,9 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
             new_resets, reset, point = reset_rule_step(resets, metrics.outer_error,
                                                        reset_window)
             reset = tf.logical_and(reset, ok)
-            learner = tf.cond(reset, lambda: pick(inputs.fresh_learners,
-                                                  tf.minimum(used, max_resets - 1)),
+            # The bound makes `used` < max_resets; the host checks it after the call.
+            slot = tf.minimum(used, max_resets - 1)
+            learner = tf.cond(reset, lambda: pick(inputs.fresh_learners, slot),
                               lambda: new_state.learner)
             new_state = new_state._replace(learner=learner)
             # A non-finite step changes nothing: the host reports it and stops.
@@ -126,7 +127,7 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
                                                  [tf.cast(metrics.outer_error, tf.float32)])
             reset_at = tf.tensor_scatter_nd_update(reset_at, [[i]], [reset])
             points = tf.cond(reset, lambda: tf.tensor_scatter_nd_update(
-                points, [[tf.minimum(used, max_resets - 1)]], [point]), lambda: points)
+                points, [[slot]], [point]), lambda: points)
             used = used + tf.cast(reset, tf.int32)
             return i + 1, state, resets, errors, reset_at, points, used, finite
 

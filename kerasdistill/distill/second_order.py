@@ -132,10 +132,10 @@ class UnrolledSGDSolver(InnerSolver):
         weights = list(learners.weights)
         with tf.GradientTape() as tape:
             tape.watch(weights)
-            log_probs = tf.nn.log_softmax(stack.logits(weights, images))
-            # Each model's mean soft cross-entropy, summed: each model's gradient is
-            # that of its own loss, as in train_step.
-            loss = -tf.reduce_sum(tf.reduce_mean(tf.reduce_sum(soft_labels * log_probs, -1), -1))
+            # The sum of each model's mean soft cross-entropy (equal batches: M times the
+            # mean over all M x B), so each model's gradient is that of its own loss.
+            num_models = weights[0].shape[0]
+            loss = num_models * soft_cross_entropy(stack.logits(weights, images), soft_labels)
         grads = tape.gradient(loss, weights)
         weights, optimizer = adam_update(learners.weights, grads, learners.optimizer,
                                          self.learner_learning_rate)

@@ -19,7 +19,7 @@ from kerasdistill.distill.adam import AdamState
 from kerasdistill.distill.solver import InnerSolver
 
 # Models trained together per call when the solver can stack them. Measured with
-# `python -m experiments.benchmark --evaluation` (BENCHMARKS.md): on 2 CPU cores
+# `python -m experiments.benchmark --measure=evaluation` (BENCHMARKS.md): on 2 CPU cores
 # the time per model falls up to 20 models per call.
 DEFAULT_MODELS_PER_CALL = 20
 
@@ -56,9 +56,7 @@ class EvaluationTrainer:
             return _repeat(num_steps, take_step, learner)
 
         def count_errors(learner, images, labels):
-            logits = solver.predict(learner, images)
-            predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
-            return tf.reduce_sum(tf.cast(tf.not_equal(predictions, labels), tf.int64))
+            return _misclassified(solver.predict(learner, images), labels)
 
         def train_stacked(learners, soft_labels, num_steps, seeds):
             def take_step(step, learners):
@@ -72,10 +70,7 @@ class EvaluationTrainer:
             return _repeat(num_steps, take_step, learners)
 
         def count_errors_stacked(weights, images, labels):
-            logits = self.stack.logits(weights, images)
-            predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
-            return tf.reduce_sum(tf.cast(tf.not_equal(predictions, labels[None]), tf.int64),
-                                 axis=1)
+            return _misclassified(self.stack.logits(weights, images), labels)
 
         self._train = tf.function(train, reduce_retracing=True)
         self._count_errors_stacked = tf.function(count_errors_stacked)
@@ -159,6 +154,12 @@ def choose_num_steps(trainer: EvaluationTrainer, soft_labels, checkpoints: list[
                       "validation_error": trainer.error_rate(learner, images, labels)})
     best = min(curve, key=lambda point: point["validation_error"])
     return best["steps"], curve
+
+
+def _misclassified(logits, labels):
+    """Misclassified examples: a count for logits B x C, one per model for M x B x C."""
+    predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+    return tf.reduce_sum(tf.cast(tf.not_equal(predictions, labels), tf.int64), axis=-1)
 
 
 def _repeat(num_steps, take_step, state):
