@@ -28,9 +28,18 @@ flags.DEFINE_integer("inner_batch_size", 50, "n_i: inner minibatch size.")
 flags.DEFINE_integer("outer_batch_size", 1024, "Target minibatch size.")
 flags.DEFINE_integer("epochs", 400, "Epochs over the target training split.")
 flags.DEFINE_integer("seed", 1234, "Seed for splits, base examples, models and batches.")
-flags.DEFINE_enum("baseline", "none", ["none", "true_labels", "label_smoothing"],
-                  "Run a baseline on the same base examples instead of distilling.")
+flags.DEFINE_enum("baseline", "none", ["none", "true_labels", "label_smoothing", "teacher",
+                                        "uniform", "class_mapping"],
+                  "Run a fixed labelling of the same base examples instead of distilling: "
+                  "true or smoothed one-hot labels; teacher: the softmax of a model trained on "
+                  "the target's training split, temperature chosen on validation; uniform; "
+                  "class_mapping (with --source): each source class mapped to the target "
+                  "class that the validation split says fits best.")
 flags.DEFINE_float("label_smoothing", 0.1, "Smoothing of the label_smoothing baseline.")
+flags.DEFINE_integer("teacher_epochs", 10, "Epochs of the teacher's training (--baseline="
+                     "teacher); the epoch of best validation accuracy is kept.")
+flags.DEFINE_list("teacher_temperatures", ["1", "2", "4", "8", "16"],
+                  "Softmax temperatures tried for the teacher's labels (chosen on validation).")
 flags.DEFINE_enum("base_selection", "auto", ["auto", "balanced", "unbalanced"],
                   "auto: balanced within a dataset, unbalanced across datasets.")
 flags.DEFINE_integer("test_repetitions", 20, "Fresh models trained for the test statistics.")
@@ -68,11 +77,19 @@ flags.DEFINE_boolean("verbose", True, "Show progress.")
 
 
 def _integers(flag: str, values: list[str]) -> list[int]:
+    return _parsed(flag, values, int, "whole numbers")
+
+
+def _numbers(flag: str, values: list[str]) -> list[float]:
+    return _parsed(flag, values, float, "numbers")
+
+
+def _parsed(flag: str, values: list[str], kind, what: str) -> list:
     from kerasdistill.errors import DistillError
     try:
-        return [int(value) for value in values]
+        return [kind(value) for value in values]
     except ValueError:
-        raise DistillError(f"--{flag} takes whole numbers, got {','.join(values)}") from None
+        raise DistillError(f"--{flag} takes {what}, got {','.join(values)}") from None
 
 
 def _run():
@@ -102,7 +119,9 @@ def _run():
             distribute=FLAGS.distribute),
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
         architecture=FLAGS.architecture, baseline=FLAGS.baseline,
-        label_smoothing=FLAGS.label_smoothing, base_selection=FLAGS.base_selection,
+        label_smoothing=FLAGS.label_smoothing, teacher_epochs=FLAGS.teacher_epochs,
+        teacher_temperatures=tuple(_numbers("teacher_temperatures", FLAGS.teacher_temperatures)),
+        base_selection=FLAGS.base_selection,
         test_repetitions=FLAGS.test_repetitions, data_dir=FLAGS.data_dir,
         download=FLAGS.download, num_validation=FLAGS.num_validation,
         target_set_size=FLAGS.target_set_size, outer_splits=FLAGS.outer_splits,

@@ -30,6 +30,9 @@ from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
                                    device_description, resolve_outer_precision)
 from kerasdistill.evaluation.training import (DEFAULT_MODELS_PER_CALL, EvaluationTrainer,
                                               baseline_checkpoints, choose_num_steps)
+from kerasdistill.evaluation.label_baselines import (TeacherBudget, class_mapping_labels,
+                                                     teacher_labels, train_teacher,
+                                                     uniform_labels)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
@@ -39,9 +42,14 @@ from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_image
 from kerasdistill.files import check_creatable, prepare_output_dir, read_json, write_json_atomic
 from kerasdistill.models import ModelFactory, architecture_names
 from kerasdistill.run_identity import check_model_dir, run_identity
-from kerasdistill.seeding import BASELINE, TEST, derive_seed
+from kerasdistill.seeding import BASELINE, CLASS_MAPPING, TEACHER, TEST, derive_seed
 
-BASELINES = ("none", "true_labels", "label_smoothing")
+# Fixed labellings run through the same protocol as learned labels (SPEC 3):
+# true_labels and label_smoothing need base images of the target's classes; teacher
+# labels any base images; uniform and class_mapping are the cross-dataset references
+# (class_mapping: each source class to one target class, chosen on validation).
+BASELINES = ("none", "true_labels", "label_smoothing", "teacher", "uniform", "class_mapping")
+_NEEDS_TARGET_CLASSES = ("true_labels", "label_smoothing")
 BASE_SELECTIONS = ("auto", "balanced", "unbalanced")
 
 
@@ -57,6 +65,8 @@ class ExperimentConfig:
     architecture: str = "lenet"
     baseline: str = "none"
     label_smoothing: float = 0.1
+    teacher_epochs: int = TeacherBudget.epochs
+    teacher_temperatures: tuple = TeacherBudget.temperatures
     base_selection: str = "auto"       # auto: balanced within a dataset, unbalanced across
     test_repetitions: int = 20
     data_dir: str | None = None
@@ -112,9 +122,19 @@ class ExperimentConfig:
         if self.transfer_repetitions is not None and self.transfer_repetitions <= 0:
             raise DistillError(
                 f"transfer_repetitions must be positive, got {self.transfer_repetitions}")
-        if self.baseline != "none" and (self.source or self.target) != self.target:
-            raise DistillError("true-label baselines need base examples from the target "
-                               "dataset (their labels are target classes); drop --source")
+        if self.baseline in _NEEDS_TARGET_CLASSES and (self.source or self.target) != self.target:
+            raise DistillError(f"the {self.baseline} baseline needs base examples from the target "
+                               f"dataset (its labels are target classes); drop --source, or use "
+                               f"--baseline=class_mapping, uniform or teacher across datasets")
+        if self.baseline == "class_mapping" and (self.source or self.target) == self.target:
+            raise DistillError("--baseline=class_mapping maps source classes to target classes: "
+                               "it needs --source (another dataset); within a dataset use "
+                               "--baseline=true_labels")
+        self.teacher_budget()  # validates the teacher's settings
+
+    def teacher_budget(self) -> TeacherBudget:
+        return TeacherBudget(epochs=self.teacher_epochs,
+                             temperatures=tuple(float(t) for t in self.teacher_temperatures))
 
 
 def to_json_dict(config: ExperimentConfig) -> dict:
@@ -174,7 +194,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         labels, num_steps = _distill(config, solver, inputs, model_dir, identity, results, times,
                                      verbose)
     else:
-        labels, num_steps = _baseline_labels(config, trainer, inputs, results, times)
+        labels, num_steps = _baseline_labels(config, factory, trainer, inputs, results, times,
+                                             verbose)
     _evaluate(config, factory, trainer, inputs, labels, num_steps, results, times)
     times["total_seconds"] = time.perf_counter() - start
     results.update({
@@ -287,18 +308,46 @@ def _distill(config, solver, inputs: RunInputs, model_dir, identity, results, ti
     return distilled.soft_labels, distilled.num_train_steps
 
 
-def _baseline_labels(config, trainer, inputs: RunInputs, results, times):
-    """True or smoothed one-hot labels, with the step count chosen on validation."""
-    num_classes = inputs.target.spec.num_classes
-    labels = np.eye(num_classes, dtype=np.float32)[inputs.base_labels]
-    if config.baseline == "label_smoothing":
-        labels = labels * (1.0 - config.label_smoothing) + config.label_smoothing / num_classes
-    step_search_start = time.perf_counter()
-    num_steps, curve = choose_num_steps(
-        trainer, labels, baseline_checkpoints(config.distill.num_base_examples),
-        derive_seed(config.distill.seed, BASELINE), inputs.target.validation_images,
-        inputs.target.validation_labels)
-    times["validation_seconds"] = time.perf_counter() - step_search_start
+def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times, verbose):
+    """A fixed labelling of the base images (BASELINES), with the step count chosen on
+    validation as SPEC 3 says for the baselines."""
+    target, num_classes = inputs.target, inputs.target.spec.num_classes
+    checkpoints = baseline_checkpoints(config.distill.num_base_examples)
+    seed = derive_seed(config.distill.seed, BASELINE)
+    start = time.perf_counter()
+    if config.baseline == "teacher":
+        teacher, record = train_teacher(factory, target, config.teacher_budget(),
+                                        derive_seed(config.distill.seed, TEACHER),
+                                        verbose=2 if verbose else 0)
+        times["teacher_seconds"] = time.perf_counter() - start
+        labels, num_steps, choice = teacher_labels(teacher, inputs.base_images, trainer,
+                                                   config.teacher_budget(), checkpoints, seed,
+                                                   target)
+        times["validation_seconds"] = time.perf_counter() - start - times["teacher_seconds"]
+        best = min(choice["temperature_search"], key=lambda c: c["validation_error"])
+        results.update({"teacher": {**record, "temperature": choice["temperature"],
+                                    "temperature_search": choice["temperature_search"]},
+                        "validation_error": best["validation_error"],
+                        "validation_curve": best["curve"]})
+        return labels, num_steps
+    if config.baseline == "class_mapping":
+        source_classes = get_dataset_spec(config.source).num_classes
+        source_solver = _solver(config, dataclasses.replace(factory, num_classes=source_classes))
+        source_trainer = EvaluationTrainer(source_solver, inputs.base_images,
+                                           config.distill.inner_batch_size)
+        labels, mapping = class_mapping_labels(
+            source_trainer, inputs.base_labels, source_classes, num_classes, checkpoints,
+            derive_seed(config.distill.seed, CLASS_MAPPING), target)
+        results["class_mapping"] = mapping
+    elif config.baseline == "uniform":
+        labels = uniform_labels(len(inputs.base_images), num_classes)
+    else:
+        labels = np.eye(num_classes, dtype=np.float32)[inputs.base_labels]
+        if config.baseline == "label_smoothing":
+            labels = labels * (1.0 - config.label_smoothing) + config.label_smoothing / num_classes
+    num_steps, curve = choose_num_steps(trainer, labels, checkpoints, seed,
+                                        target.validation_images, target.validation_labels)
+    times["validation_seconds"] = time.perf_counter() - start
     results.update({"validation_error": min(p["validation_error"] for p in curve),
                     "validation_curve": curve})
     return labels, num_steps

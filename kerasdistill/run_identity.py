@@ -72,6 +72,9 @@ def run_identity(config: dict) -> dict:
             flat["distill.num_base_examples"], get_dataset_spec(flat["target"]).num_classes)
     if flat.get("baseline") != "label_smoothing":
         flat.pop("label_smoothing", None)  # only the smoothing baseline uses it
+    if flat.get("baseline") != "teacher":
+        flat.pop("teacher_epochs", None)
+        flat.pop("teacher_temperatures", None)
     keep = (names & set(flat)) - FREE_SETTINGS - EXTENSIBLE_SETTINGS
     return {key: flat[key] for key in sorted(keep)}
 

@@ -153,8 +153,14 @@ def test_adapt_images_between_datasets():
 def test_epoch_batches_are_static_seeded_and_cover_an_epoch():
     # The loop gathers outer batches on the device by these rows of indices.
     batches = epoch_index_batches(100, 32, seed=3, epoch=0)
-    assert batches.shape == (steps_per_epoch(100, 32), 32) == (3, 32)
-    assert len(set(batches.ravel().tolist())) == 96  # the ragged tail is dropped, nothing repeats
+    assert batches.shape == (steps_per_epoch(100, 32), 32) == (4, 32)
+    # Every example is seen; the last batch wraps around to the epoch's first 28.
+    assert set(batches.ravel().tolist()) == set(range(100))
+    np.testing.assert_array_equal(batches[-1, 4:], batches.ravel()[:28])
+    assert len(set(batches[-1].tolist())) == 32  # no example twice within one batch
+    # A size that divides evenly repeats nothing.
+    even = epoch_index_batches(96, 32, seed=3, epoch=0)
+    assert even.shape == (3, 32) and len(set(even.ravel().tolist())) == 96
     np.testing.assert_array_equal(epoch_index_batches(100, 32, 3, 0), batches)
     assert not np.array_equal(epoch_index_batches(100, 32, 3, 1), batches)
     # A target set smaller than a batch is one whole batch.
@@ -166,5 +172,6 @@ def test_epochs_in_a_row_equal_the_epochs_one_by_one():
     # epoch): its rows must be exactly the per-epoch batches, in order.
     by_epoch = [epoch_index_batches(100, 32, 5, epoch) for epoch in (1, 2, 3)]
     assert sum(len(rows) for rows in by_epoch) == 3 * steps_per_epoch(100, 32)
-    np.testing.assert_array_equal(np.concatenate(by_epoch)[:3], epoch_index_batches(100, 32, 5, 1))
-    assert all(np.array_equal(np.sort(rows.ravel()), np.sort(np.unique(rows))) for rows in by_epoch)
+    np.testing.assert_array_equal(np.concatenate(by_epoch)[:steps_per_epoch(100, 32)],
+                                  epoch_index_batches(100, 32, 5, 1))
+    assert all(set(rows.ravel().tolist()) == set(range(100)) for rows in by_epoch)

@@ -121,7 +121,7 @@ def test_in_graph_loop_equals_the_step_at_a_time_path(algorithm):
         np.testing.assert_allclose(result.final_soft_labels, expected_labels, atol=1e-6)
 
 
-def test_checkpoint_of_another_inner_batch_draw_is_not_continued(tmp_path, monkeypatch):
+def test_checkpoint_of_another_batch_draw_is_not_continued(tmp_path, monkeypatch):
     from kerasdistill.distill import loop
     from kerasdistill.errors import DistillError
     target = _tiny_target()
@@ -131,8 +131,8 @@ def test_checkpoint_of_another_inner_batch_draw_is_not_continued(tmp_path, monke
                           outer_precision="float32")
     first = distill_labels(solver, config, target.train_images[:10], target,
                            checkpoint_dir=str(tmp_path), verbose=False)
-    monkeypatch.setattr(loop, "INNER_BATCH_DRAW", "numpy permutation (kerasdistill 0.2)")
-    with pytest.raises(DistillError, match="drew the inner batches differently"):
+    monkeypatch.setattr(loop, "BATCH_DRAWS", "numpy permutation (kerasdistill 0.2)")
+    with pytest.raises(DistillError, match="drew its batches differently"):
         distill_labels(solver, dataclasses.replace(config, epochs=3), target.train_images[:10],
                        target, checkpoint_dir=str(tmp_path), verbose=False)
     # A finished run may still be read back (evaluated again): no step is drawn.

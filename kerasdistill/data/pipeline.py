@@ -14,8 +14,10 @@ from kerasdistill.seeding import EPOCH_ORDER, rng_for
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-    """Full batches per epoch; the ragged tail is dropped so shapes stay static."""
-    return num_examples // min(batch_size, num_examples)
+    """Outer batches per epoch: enough for every example to be seen once (the last
+    batch is filled up by wrapping around, see `epoch_index_batches`)."""
+    batch_size = min(batch_size, num_examples)
+    return -(-num_examples // batch_size)
 
 
 def random_subset(num_items, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
@@ -35,8 +37,12 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 def epoch_index_batches(num_examples: int, batch_size: int, seed: int,
                         epoch: int) -> np.ndarray:
     """The outer minibatches of `epoch` as rows of indices (steps x batch): consecutive
-    slices of the epoch's order, the ragged tail dropped so shapes stay static."""
+    slices of the epoch's order. Every example is seen each epoch: a ragged last batch
+    is filled up with the first examples of the same order (wrapping around), so shapes
+    stay static. (Dropping the tail instead skips up to a batch of examples every
+    epoch: 18% of a 5,000-example target set, 2% of MNIST's 50,000.)"""
     batch_size = min(batch_size, num_examples)
     steps = steps_per_epoch(num_examples, batch_size)
     order = epoch_order(num_examples, seed, epoch)
-    return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+    wrapped = np.concatenate([order, order[:steps * batch_size - num_examples]])
+    return wrapped.reshape(steps, batch_size).astype(np.int32)

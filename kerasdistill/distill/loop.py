@@ -115,7 +115,7 @@ class RunProgress:
 
     def record(self, identity: dict) -> dict:
         """JSON-ready, for the checkpoint (best labels travel as a tensor)."""
-        return {"identity": identity, "inner_batch_draw": INNER_BATCH_DRAW,
+        return {"identity": identity, "batch_draws": BATCH_DRAWS,
                 "epoch": self.epoch, "global_step": self.global_step,
                 "num_resets": self.num_resets, "tracker": self.tracker.state_dict(),
                 "best": self.best, "curve": self.curve, "meta_seconds": self.meta_seconds,
@@ -242,11 +242,10 @@ class _LabelDistillation:
                 f"settings ({record.get('identity')}); use another --model_dir or delete the "
                 f"checkpoint to start afresh")
         progress = RunProgress.from_record(record, best_labels)
-        if progress.epoch < self.config.epochs and record.get(
-                "inner_batch_draw") != INNER_BATCH_DRAW:
+        if progress.epoch < self.config.epochs and record.get("batch_draws") != BATCH_DRAWS:
             raise DistillError(
                 f"the checkpoint in {checkpoint.directory} was written by an older kerasdistill, "
-                f"which drew the inner batches differently; continuing it would give a run that "
+                f"which drew its batches differently; continuing it would give a run that "
                 f"is neither the old nor the new one. Finish it with the version that started "
                 f"it, or start afresh in another --model_dir")
         if progress.epoch > self.config.epochs:
@@ -369,9 +368,11 @@ class _LabelDistillation:
 
 
 _MAX_RESETS_PER_CALL = 8
-# Changed when the inner-batch draw changes: a checkpoint of another draw cannot go on
-# as its run would have (kerasdistill 0.2 drew with numpy, 0.3 statelessly in the graph).
-INNER_BATCH_DRAW = "stateless philox (seed, INNER_BATCH) x global step"
+# Changed when a batch draw changes: a checkpoint of another draw cannot go on as its
+# run would have (kerasdistill 0.2 drew inner batches with numpy, 0.3 statelessly in the
+# graph; 0.4 wraps the last outer batch of an epoch around instead of dropping the tail).
+BATCH_DRAWS = ("inner: stateless philox (seed, INNER_BATCH) x global step; "
+               "outer: every example each epoch, the last batch wrapped around")
 
 
 class _FreshLearners:
