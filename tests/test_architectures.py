@@ -80,7 +80,7 @@ def test_cifar_architectures_build(architecture, features):
     assert model.layers[-2].output.shape[-1] == features
 
 
-@pytest.mark.parametrize("architecture", ["alexnet", "resnet"])
+@pytest.mark.parametrize("architecture", ["alexnet", "resnet", "convnet"])
 @pytest.mark.parametrize("algorithm", ["second_order", "ridge_regression"])
 def test_one_meta_step_of_each_algorithm(architecture, algorithm):
     factory = ModelFactory(architecture, (32, 32, 3), 10)

@@ -175,3 +175,87 @@ def test_epochs_in_a_row_equal_the_epochs_one_by_one():
     np.testing.assert_array_equal(np.concatenate(by_epoch)[:steps_per_epoch(100, 32)],
                                   epoch_index_batches(100, 32, 5, 1))
     assert all(set(rows.ravel().tolist()) == set(range(100)) for rows in by_epoch)
+
+
+def _write_k49_official_files(folder, num_train=120, num_test=49):
+    rng = np.random.default_rng(0)
+    arrays = {"k49-train-imgs.npz": rng.integers(0, 255, (num_train, 28, 28), dtype=np.uint8),
+              "k49-train-labels.npz": np.arange(num_train) % 49,
+              "k49-test-imgs.npz": rng.integers(0, 255, (num_test, 28, 28), dtype=np.uint8),
+              "k49-test-labels.npz": np.arange(num_test) % 49}
+    for file, array in arrays.items():
+        np.savez(os.path.join(folder, file), array)  # stored as arr_0, as the official files
+    return arrays
+
+
+def test_kuzushiji49_reads_its_official_files(tmp_path):
+    arrays = _write_k49_official_files(str(tmp_path))
+    raw = load_dataset("kuzushiji49", str(tmp_path))
+    assert raw.train_images.shape == (120, 28, 28, 1) and raw.test_images.shape == (49, 28, 28, 1)
+    np.testing.assert_array_equal(raw.train_images[..., 0], arrays["k49-train-imgs.npz"])
+    assert sorted(set(raw.test_labels.tolist())) == list(range(49))
+    assert raw.origin.startswith("k49-train-imgs.npz") and "/" not in raw.origin
+
+
+def test_kuzushiji49_missing_or_wrong_files_are_refused(tmp_path):
+    with pytest.raises(DistillError, match="not in tensorflow-datasets.*k49-train-imgs.npz"):
+        load_dataset("kuzushiji49", str(tmp_path))
+    _write_k49_official_files(str(tmp_path))
+    np.savez(str(tmp_path / "k49-test-labels.npz"), labels=np.zeros(49))
+    with pytest.raises(DistillError, match="expected one array arr_0"):
+        load_dataset("kuzushiji49", str(tmp_path))
+    np.savez(str(tmp_path / "k49-test-labels.npz"), np.full(49, 49))
+    with pytest.raises(DistillError, match="labels span"):
+        load_dataset("kuzushiji49", str(tmp_path))
+
+
+def test_cub_from_a_local_npz_is_resized_to_32x32(tmp_path):
+    images = np.zeros((10, 64, 48, 3), np.uint8)
+    images[:, :32] = 200  # top half bright: stays the top half after resizing
+    np.savez(str(tmp_path / "cub200.npz"), x_train=images, y_train=np.arange(10),
+             x_test=images[:4], y_test=np.arange(4))
+    raw = load_dataset("cub200", str(tmp_path))
+    assert raw.train_images.shape == (10, 32, 32, 3) and raw.train_images.dtype == np.uint8
+    assert (raw.train_images[:, :15] == 200).all() and (raw.train_images[:, 17:] == 0).all()
+
+
+def test_cub_through_tfds_mock_data_comes_in_one_size():
+    import tensorflow_datasets as tfds
+    sizes = iter([(40, 60), (33, 33), (80, 50)] * 10)
+
+    def as_dataset(self, split, **kwargs):
+        del self, kwargs
+        count = 6 if split == "train" else 3
+        images = [np.full((*next(sizes), 3), 100, np.uint8) for _ in range(count)]
+        return tf.data.Dataset.from_generator(
+            lambda: iter(({"image": image, "label": label} for label, image in
+                          enumerate(images))),
+            output_signature={"image": tf.TensorSpec((None, None, 3), tf.uint8),
+                              "label": tf.TensorSpec((), tf.int64)})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        raw = load_dataset("cub200", None, download=False)
+    assert raw.train_images.shape == (6, 32, 32, 3) and raw.test_images.shape == (3, 32, 32, 3)
+    assert (raw.train_images == 100).all() and raw.origin == "tfds:caltech_birds2011"
+
+
+def test_cross_dataset_base_images_get_the_targets_size_and_normalisation(tmp_path):
+    from kerasdistill.data.registry import COLOUR_MEAN, COLOUR_STD
+    from kerasdistill.experiment import load_inputs
+    from tests.conftest import tiny_config
+    rng = np.random.default_rng(1)
+    source = rng.integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)
+    np.savez(str(tmp_path / "cub200.npz"), x_train=source, y_train=np.arange(50) % 200,
+             x_test=source[:5], y_test=np.arange(5))
+    write_fake_npz(str(tmp_path / "cifar10.npz"), shape=(32, 32, 3))
+    config = tiny_config(str(tmp_path), target="cifar10", source="cub200").resolved()
+    inputs = load_inputs(config)
+    # The source is resized once, at load (antialiased bilinear), and not again.
+    expected = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
+        tf.cast(source, tf.float32), (32, 32), antialias=True)), 0, 255), tf.uint8).numpy()
+    np.testing.assert_array_equal(inputs.base_images_uint8, expected[inputs.base_indices])
+    np.testing.assert_allclose(
+        inputs.base_images,
+        (inputs.base_images_uint8 / 255.0 - np.array(COLOUR_MEAN)) / np.array(COLOUR_STD),
+        rtol=1e-5, atol=1e-5)
+    assert config.base_selection == "unbalanced"

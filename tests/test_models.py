@@ -47,3 +47,32 @@ def test_unknown_architecture_and_precision():
         build_model("vgg", (28, 28, 1), 10)
     with pytest.raises(DistillError, match="precision must be one of"):
         build_model("lenet", (28, 28, 1), 10, precision="float16")
+
+
+@pytest.mark.parametrize("shape,params,features", [((32, 32, 3), 320_010, 2048),
+                                                   ((28, 28, 1), 308_746, 1152)])
+def test_convnet_structure_and_parameter_count(shape, params, features):
+    # 3 x (conv 128@3x3 + instance norm's scale and offset), one dense layer.
+    from kerasdistill.models import build_model
+    model = build_model("convnet", shape, 10, seed=0)
+    assert model.count_params() == params
+    assert model.layers[-2].output.shape[-1] == features  # LD RR's features
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "GroupNormalization", "ReLU", "AveragePooling2D"] * 3 + [
+        "Flatten", "Dense"]
+
+
+def test_convnet_normalises_each_image_and_channel_on_its_own():
+    import keras
+    import tensorflow as tf
+    from kerasdistill.models import build_model
+    model = build_model("convnet", (32, 32, 3), 10, seed=1)
+    images = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    conv = keras.Model(model.inputs, model.get_layer("conv1").output)(images).numpy()
+    normed = keras.Model(model.inputs, model.get_layer("norm1").output)(images).numpy()
+    mean = conv.mean(axis=(1, 2), keepdims=True)
+    variance = conv.var(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(normed, (conv - mean) / np.sqrt(variance + 1e-5), atol=1e-4)
+    # No batch statistics: an image's logits do not depend on the rest of its batch.
+    np.testing.assert_allclose(model(images[:1]).numpy(), model(images).numpy()[:1], atol=1e-5)
+    assert not model.non_trainable_weights

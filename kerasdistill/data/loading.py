@@ -47,14 +47,47 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
     """
     spec = get_dataset_spec(name)
     npz_path = os.path.join(data_dir, f"{name}.npz") if data_dir else None
+    official = [os.path.join(data_dir, file) for _, file in spec.official_files] if data_dir \
+        else []
     if npz_path and os.path.exists(npz_path):
         arrays = _read_npz(npz_path)
         # The file's name, not its path: results must not carry this machine's folders.
         origin = os.path.basename(npz_path)
+    elif official and all(os.path.exists(path) for path in official):
+        arrays = {key: _read_single_array(path) for (key, _), path in
+                  zip(spec.official_files, official)}
+        origin = "+".join(file for _, file in spec.official_files)
+    elif spec.tfds_name is None:
+        raise DistillError(_not_found_message(spec, npz_path, data_dir))
     else:
         arrays = _read_tfds(spec, data_dir, download, npz_path)
         origin = f"tfds:{spec.tfds_name}"
     return _validated(spec, arrays, origin)
+
+
+def _not_found_message(spec: DatasetSpec, npz_path: str | None, data_dir: str | None) -> str:
+    files = ", ".join(file for _, file in spec.official_files)
+    where = f"in {data_dir}" if data_dir else "(no --data_dir was given)"
+    return (f"dataset {spec.name!r} is not in tensorflow-datasets and was not found {where}: "
+            f"put its official files ({files}; source: {spec.url}) or {spec.name}.npz "
+            f"(Keras layout: x_train, y_train, x_test, y_test) in --data_dir")
+
+
+def _read_single_array(path: str) -> np.ndarray:
+    """An official npz of one array (`arr_0`), checked like a Keras-layout file."""
+    if not zipfile.is_zipfile(path):
+        raise DistillError(f"{path} is not a readable .npz file (not a complete zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if npz.files != ["arr_0"]:
+                raise DistillError(f"{path} holds the arrays {npz.files}; expected one array "
+                                   f"arr_0, as the dataset's official files have")
+            return npz["arr_0"]
+    except DistillError:
+        raise
+    except Exception as error:  # noqa: BLE001 - as in _read_npz
+        raise DistillError(f"cannot read {path} as an .npz file (truncated or damaged?): "
+                           f"{type(error).__name__}") from None
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -103,6 +136,8 @@ def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
             f"{how_to_fix}") from None
     arrays = {}
     for split_name, split in zip(("train", "test"), splits):
+        if spec.resize_on_load:  # images of varying sizes cannot be batched as they are
+            split = split.map(lambda image, label: (_resized(image, spec.image_shape), label))
         # Batching and iterating: tfds.load(batch_size=-1) aborts under mock data.
         images, labels = [], []
         for image_batch, label_batch in tfds.as_numpy(split.batch(8192)):
@@ -113,6 +148,13 @@ def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
     return arrays
 
 
+def _resized(images, image_shape):
+    """uint8 images (one, or a batch) resized to image_shape's height and width."""
+    import tensorflow as tf
+    resized = tf.image.resize(tf.cast(images, tf.float32), image_shape[:2], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
 def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str) -> RawDataset:
     out = {}
     for split in ("train", "test"):
@@ -120,6 +162,12 @@ def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str) ->
         labels = np.asarray(arrays[f"y_{split}"]).astype(np.int64).reshape(-1)
         if images.ndim == 3:  # greyscale stored without a channel axis
             images = images[..., None]
+        if spec.resize_on_load and images.ndim == 4 and images.shape[1:3] != spec.image_shape[:2]:
+            if images.dtype != np.uint8:
+                raise DistillError(f"{origin}: {split} images are {images.dtype}, expected uint8")
+            images = np.concatenate([_resized(images[i:i + 1000], spec.image_shape).numpy()
+                                     for i in range(0, len(images), 1000)]) if len(images) \
+                else images
         if images.shape[1:] != spec.image_shape:
             raise DistillError(
                 f"{origin}: {split} images have shape {images.shape[1:]}, expected "

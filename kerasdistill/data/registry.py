@@ -28,10 +28,15 @@ class DatasetSpec:
         natural orientation; we flip them back so plots look right.
       url: where users obtain the data by hand, for error messages.
       class_names: a name per class, in label order (empty: the class numbers).
+      official_files: the dataset's own file layout in --data_dir, read when
+        `<name>.npz` is absent: {"x_train": file, "y_train": ..., "x_test": ...,
+        "y_test": ...}, each an npz holding one array `arr_0` (Kuzushiji-49's layout).
+      resize_on_load: images come in varying sizes (CUB) and are resized to
+        `image_shape` as they load (bilinear, antialiased).
     """
 
     name: str
-    tfds_name: str
+    tfds_name: str | None               # None: not in tensorflow-datasets
     image_shape: tuple[int, int, int]
     num_classes: int
     num_validation: int
@@ -39,6 +44,8 @@ class DatasetSpec:
     transpose_images: bool = False
     url: str = ""
     class_names: tuple[str, ...] = ()
+    official_files: tuple[tuple[str, str], ...] = ()
+    resize_on_load: bool = False
 
     def class_name_list(self) -> list[str]:
         """Names for every class: the registered ones, or the class numbers."""
@@ -103,3 +110,17 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     name="cifar100", tfds_name="cifar100", image_shape=(32, 32, 3), num_classes=100,
     num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html"))
+register_dataset(DatasetSpec(
+    # Not in tensorflow-datasets: its official npz files (or a Keras-layout
+    # kuzushiji49.npz) in --data_dir. SPEC 3: 209,128 train / 23,237 validation.
+    name="kuzushiji49", tfds_name=None, image_shape=(28, 28, 1), num_classes=49,
+    num_validation=23_237, url="https://github.com/rois-codh/kmnist",
+    official_files=(("x_train", "k49-train-imgs.npz"), ("y_train", "k49-train-labels.npz"),
+                    ("x_test", "k49-test-imgs.npz"), ("y_test", "k49-test-labels.npz"))))
+register_dataset(DatasetSpec(
+    # CUB-200-2011: photographs of 200 bird species in varying sizes, brought to
+    # 32x32 as they load (the paper's source for CIFAR-10; the authors resize to
+    # 32x32 too). 5,994 train / 5,794 test images; 10% of train held out.
+    name="cub200", tfds_name="caltech_birds2011", image_shape=(32, 32, 3), num_classes=200,
+    num_validation=600, url="https://www.vision.caltech.edu/datasets/cub_200_2011/",
+    resize_on_load=True))
