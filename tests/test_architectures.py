@@ -100,3 +100,78 @@ def test_one_meta_step_of_each_algorithm(architecture, algorithm):
     # ResNet's learner carries batch-norm statistics in its non-trainable state.
     if architecture == "resnet":
         assert len(new_state.learner.non_trainable) > 0
+
+
+def _sub_model(model, first: str, last: str):
+    """The layers from `first`'s input to `last`'s output, as a callable."""
+    import keras
+    return keras.Model(model.get_layer(first).input, model.get_layer(last).output)
+
+
+def test_resnet_stride_two_convolutions_pad_like_pytorch():
+    model = build_model("resnet", (32, 32, 3), 10, seed=0)
+    strided = [layer for layer in model.layers
+               if getattr(layer, "strides", (1, 1)) == (2, 2) and layer.kernel_size == (3, 3)]
+    assert len(strided) == 2  # the first block of stages 2 and 3
+    rng = np.random.default_rng(0)
+    for conv in strided:
+        pad = conv.name.replace("_conv", "_pad")
+        x = tf.constant(rng.normal(size=(2, *model.get_layer(pad).input.shape[1:])), tf.float32)
+        ours = _sub_model(model, pad, conv.name)(x)
+        # PyTorch's Conv2d(stride=2, padding=1): one pixel of zeros on every side.
+        theirs = tf.nn.conv2d(x, conv.kernel, 2, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-5)
+        # TensorFlow's "same" would differ (it pads 0 before and 1 after).
+        same = tf.nn.conv2d(x, conv.kernel, 2, "SAME")
+        assert np.abs(same.numpy() - theirs.numpy()).max() > 1e-2
+
+
+def test_resnet_initialisation_follows_the_authors():
+    model = build_model("resnet", (32, 32, 3), 10, seed=1)
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D" and layer.kernel_size == (3, 3) and \
+                layer.filters == 64:
+            kernel = layer.kernel.numpy()
+            expected = np.sqrt(2.0 / (3 * 3 * 64))  # normal, std sqrt(2 / (k*k*C_out))
+            assert abs(kernel.mean()) < 0.1 * expected
+            assert abs(kernel.std() / expected - 1) < 0.03
+            assert np.abs(kernel).max() > 3 * expected  # untruncated normal tails
+        if type(layer).__name__ == "BatchNormalization":
+            np.testing.assert_array_equal(layer.gamma.numpy(), 1.0)
+            np.testing.assert_array_equal(layer.beta.numpy(), 0.0)
+    classifier = model.get_layer("classifier").kernel.numpy()
+    assert np.abs(classifier).max() <= 1 / np.sqrt(64)  # PyTorch's Linear default
+
+
+def test_alexnet_pools_align_with_pytorch_padding():
+    model = build_model("alexnet", (32, 32, 3), 10, seed=0)
+    x = tf.constant(np.random.default_rng(1).uniform(0, 1, (2, 32, 32, 64)), tf.float32)
+    ours = _sub_model(model, "pool1_pad", "pool1")(x).numpy()
+    # PyTorch's MaxPool2d(3, 2, padding=1): -inf on every side, then valid windows.
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=-np.inf)
+    theirs = tf.nn.max_pool2d(padded, 3, 2, "VALID").numpy()
+    assert ours.shape == theirs.shape == (2, 16, 16, 64)
+    np.testing.assert_array_equal(ours, theirs)
+    assert model.get_layer("flatten").output.shape[-1] == 4096
+
+
+@pytest.mark.parametrize("algorithm", ["second_order", "ridge_regression"])
+def test_resnet_predicts_with_batch_statistics_over_the_whole_outer_batch(algorithm):
+    solver = build_solver(algorithm, ModelFactory("resnet", (32, 32, 3), 10),
+                          outer_precision="float32", outer_splits=2)
+    assert solver.outer_splits == 1 and solver.predicts_with_batch_statistics()
+    learner = solver.init_learner(0)
+    images = tf.constant(np.random.default_rng(2).normal(size=(8, 32, 32, 3)), tf.float32)
+    # (LD RR's classifier starts at zero: its features show what batch norm does.)
+    network = solver.network if algorithm == "second_order" else solver.features
+    whole = network.predict(learner.weights, learner.non_trainable, images).numpy()
+    # Batch statistics: the same images predicted in another batch give other outputs...
+    part = network.predict(learner.weights, learner.non_trainable, images[:4]).numpy()
+    assert np.abs(part - whole[:4]).max() > 1e-4
+    # ...and the batch's own normalisation equals the model in training mode.
+    outputs, _ = network(learner.weights, learner.non_trainable, images, training=True)
+    np.testing.assert_allclose(whole, outputs.numpy(), atol=1e-5)
+    # Models without batch norm keep their shards and running-free predictions.
+    lenet = build_solver(algorithm, ModelFactory("lenet", (32, 32, 3), 10),
+                         outer_precision="float32", outer_splits=2)
+    assert lenet.outer_splits == 2 and not lenet.predicts_with_batch_statistics()

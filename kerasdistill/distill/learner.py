@@ -44,6 +44,20 @@ class FunctionalModel:
 
     def __init__(self, model: keras.Model):
         self.model = model
+        # Batch norm, as the authors' code runs it: batch statistics in every call.
+        self.uses_batch_statistics = any(isinstance(layer, keras.layers.BatchNormalization)
+                                         for layer in model._flatten_layers())
+
+    def outer_splits(self, requested: int) -> int:
+        """Shards for the outer pass: one for models with batch statistics, whose
+        normalisation must see the whole outer batch, as the authors' single pass does."""
+        return 1 if self.uses_batch_statistics else requested
+
+    def predict(self, weights, non_trainable, images):
+        """Logits of a trained model: batch norm on the batch's own statistics, as the
+        authors' models predict (their batch norm is always in training mode)."""
+        logits, _ = self(weights, non_trainable, images, training=self.uses_batch_statistics)
+        return logits
 
     def __call__(self, weights, non_trainable, images, training=True):
         """Returns (logits, updated non-trainable weights)."""

@@ -60,7 +60,7 @@ class RidgeRegressionSolver(InnerSolver):
         self.pseudo_gradient_rate = pseudo_gradient_rate
         self.learner_learning_rate = learner_learning_rate
         self.scale_learning_rate = scale_learning_rate
-        self.outer_splits = outer_splits
+        self.outer_splits = self.features.outer_splits(outer_splits)
         self.dtype = tf.float64 if factory.precision == "float64" else tf.float32
 
     def init_learner(self, seed: int) -> RidgeLearnerState:
@@ -127,12 +127,14 @@ class RidgeRegressionSolver(InnerSolver):
                           outer_error=error_rate(outer_logits, outer_labels),
                           inner_loss=inner_loss)
 
+    def predicts_with_batch_statistics(self) -> bool:
+        return self.features.uses_batch_statistics
+
     def train_step(self, learner: RidgeLearnerState, images, soft_labels) -> RidgeLearnerState:
         return self._inner_step(learner, images, soft_labels)[2]
 
     def predict(self, learner: RidgeLearnerState, images) -> tf.Tensor:
-        features, _ = self.features(learner.weights, learner.non_trainable, images,
-                                    training=False)
+        features = self.features.predict(learner.weights, learner.non_trainable, images)
         # Evaluation models predict with [g(x), 1] W (SPEC 2b); s > 0 would not
         # change the argmax anyway.
         return self._logits(features, learner.classifier, tf.ones([], learner.classifier.dtype))

@@ -53,7 +53,7 @@ class UnrolledSGDSolver(InnerSolver):
         self.inner_learning_rate = inner_learning_rate
         self.learner_learning_rate = learner_learning_rate
         self.hypergradient = hypergradient
-        self.outer_splits = outer_splits
+        self.outer_splits = self.network.outer_splits(outer_splits)
 
     def init_learner(self, seed: int) -> LearnerState:
         return self.network.fresh_learner(self.factory, seed)
@@ -124,6 +124,9 @@ class UnrolledSGDSolver(InnerSolver):
                                          self.learner_learning_rate)
         return LearnerState(weights, non_trainable, optimizer)
 
+    def predicts_with_batch_statistics(self) -> bool:
+        return self.network.uses_batch_statistics
+
     def model_stack(self):
         return ModelStack(self.network.model) if stackable(self.network.model) else None
 
@@ -142,5 +145,4 @@ class UnrolledSGDSolver(InnerSolver):
         return LearnerState(weights, learners.non_trainable, optimizer)
 
     def predict(self, learner: LearnerState, images) -> tf.Tensor:
-        logits, _ = self.network(learner.weights, learner.non_trainable, images, training=False)
-        return logits
+        return self.network.predict(learner.weights, learner.non_trainable, images)

@@ -49,6 +49,11 @@ class InnerSolver(abc.ABC):
     def predict(self, learner, images) -> tf.Tensor:
         """Logits of a trained evaluation model."""
 
+    def predicts_with_batch_statistics(self) -> bool:
+        """True when `predict` normalises with the statistics of the batch it is given
+        (batch norm as the authors run it), so the batches predicted on matter."""
+        return False
+
     def model_stack(self):
         """A ModelStack that trains several evaluation models at once, or None when
         this solver's models train one at a time."""

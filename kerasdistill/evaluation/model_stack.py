@@ -12,7 +12,7 @@ only, and falls back to a while-loop over the models when the kernel differs per
 model (TensorFlow's parallel_for/pfor.py).
 
 Supported: sequential models of Conv2D (groups 1, no dilation, channels last),
-MaxPooling2D, AveragePooling2D, LocalResponseNormalization, Flatten and Dense
+MaxPooling2D, AveragePooling2D, ZeroPadding2D, LocalResponseNormalization, Flatten and Dense
 layers without non-trainable weights, i.e. LeNet and AlexNet. Other models
 (ResNet: batch norm and residual branches) train one at a time.
 """
@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from kerasdistill.layers.lrn import LocalResponseNormalization
 
-_POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+# Layers that act on each channel alone, so the stack runs them as they are.
+_POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.ZeroPadding2D)
 
 
 def _conv_supported(layer) -> bool:

@@ -22,6 +22,7 @@ from kerasdistill.distill.solver import InnerSolver
 # `python -m experiments.benchmark --measure=evaluation` (BENCHMARKS.md): on 2 CPU cores
 # the time per model falls up to 20 models per call.
 DEFAULT_MODELS_PER_CALL = 20
+BATCH_STATISTICS_PREDICT_BATCH = 1024
 
 
 class EvaluationTrainer:
@@ -44,6 +45,13 @@ class EvaluationTrainer:
         self.base_images = tf.convert_to_tensor(base_images)
         self.inner_batch_size = int(inner_batch_size)
         self.predict_batch_size = predict_batch_size
+        # Models that normalise with each batch's own statistics (ResNet's batch norm,
+        # as the authors' code runs it) predict on batches of the authors' size (the
+        # outer batch, 1024) drawn in one fixed random order, so that no batch is made
+        # of one class (our CIFAR-10 file is sorted by class; theirs is not).
+        self.batch_statistics = solver.predicts_with_batch_statistics()
+        if self.batch_statistics:
+            self.predict_batch_size = BATCH_STATISTICS_PREDICT_BATCH
         num_base = int(self.base_images.shape[0])
 
         def train(learner, soft_labels, num_steps, seed, first_step):
@@ -87,6 +95,9 @@ class EvaluationTrainer:
                            tf.constant(first_step, tf.int32))
 
     def error_rate(self, learner, images: np.ndarray, labels: np.ndarray) -> float:
+        if self.batch_statistics:
+            order = np.random.default_rng(len(images)).permutation(len(images))
+            images, labels = images[order], labels[order]
         errors = 0
         for start in range(0, len(images), self.predict_batch_size):
             errors += int(self._count_errors(

@@ -30,16 +30,21 @@ def build_alexnet(input_shape: tuple, num_classes: int, seed: int = 0,
                                           dtype=conv)
 
     height, width = input_shape[0], input_shape[1]
-    flat = 64 * (-(-height // 4)) * (-(-width // 4))  # two "same" stride-2 pools: ceil(h / 4)
+    flat = 64 * (-(-height // 4)) * (-(-width // 4))  # two padded stride-2 pools: ceil(h / 4)
     layers = [
         keras.layers.Conv2D(64, 5, padding="same", activation="relu", name="conv1", dtype=conv,
                             **torch_style_initializers(5 * 5 * channels, seeds[0])),
-        keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1", dtype=conv),
+        # PyTorch's MaxPool2d(3, 2, padding=1) pads one pixel on every side; "same"
+        # would pad 0 before and 1 after, shifting every window by a pixel. Zeros
+        # pad like -inf here: the inputs are non-negative (after ReLU, and LRN of it).
+        keras.layers.ZeroPadding2D(1, name="pool1_pad", dtype=conv),
+        keras.layers.MaxPooling2D(3, strides=2, name="pool1", dtype=conv),
         lrn("lrn1"),
         keras.layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2", dtype=conv,
                             **torch_style_initializers(5 * 5 * 64, seeds[1])),
         lrn("lrn2"),
-        keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2", dtype=conv),
+        keras.layers.ZeroPadding2D(1, name="pool2_pad", dtype=conv),
+        keras.layers.MaxPooling2D(3, strides=2, name="pool2", dtype=conv),
         keras.layers.Flatten(name="flatten", dtype=dense),
         keras.layers.Dense(384, activation="relu", name="fc1", dtype=dense,
                            **torch_style_initializers(flat, seeds[2])),

@@ -19,9 +19,13 @@ def build_resnet(input_shape: tuple, num_classes: int, seed: int = 0,
     channels; stride 2 and a 1x1 projection shortcut where the shape changes),
     global average pooling (64 features for LD RR), dense C.
 
-    Batch norm normalises with batch statistics whenever the model is called with
-    training=True, which the meta loop always does (no running averages there);
-    evaluation models predict with the running averages their training gathered.
+    As in the authors' code: batch norm normalises with batch statistics in every
+    call, training and prediction alike (the solvers call it so, see
+    `uses_batch_statistics`); convolutions start normal with std sqrt(2 / (k*k*C_out))
+    (He, fan-out), batch norm at scale 1 and offset 0, the dense layer at PyTorch's
+    default; stride-2 3x3 convolutions pad one pixel on every side like PyTorch's
+    `padding=1` (TensorFlow's "same" pads 0 before and 1 after on even inputs, which
+    would misalign the residual sum against the 1x1 stride-2 shortcut by a pixel).
 
     Example:
       >>> build_resnet((32, 32, 3), num_classes=10).output_shape
@@ -31,11 +35,15 @@ def build_resnet(input_shape: tuple, num_classes: int, seed: int = 0,
     seeds = iter(layer_seeds(seed, 32))
 
     def conv_bn(x, filters, kernel, stride, name, relu=True):
-        x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+        padding = "same"
+        if stride > 1 and kernel > 1:
+            x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad", dtype=conv)(x)
+            padding = "valid"
+        x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                                 name=f"{name}_conv", dtype=conv,
-                                kernel_initializer=torch_style_initializers(
-                                    kernel * kernel * x.shape[-1], next(seeds))[
-                                        "kernel_initializer"])(x)
+                                kernel_initializer=keras.initializers.VarianceScaling(
+                                    2.0, mode="fan_out", distribution="untruncated_normal",
+                                    seed=next(seeds)))(x)
         x = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
                                             name=f"{name}_bn", dtype=conv)(x)
         return keras.layers.ReLU(name=f"{name}_relu", dtype=conv)(x) if relu else x
