@@ -1,7 +1,10 @@
 r"""Distil labels (or run a baseline) with the paper's protocol.
 
   python -m experiments.distill --target=mnist --num_base_examples=100 \
-      --inner_batch_size=50 --data_dir=../shared/data --model_dir=runs/mnist_n100
+      --data_dir=../shared/data --model_dir=runs/mnist_n100
+
+The architecture, inner batch size and epochs default to the paper's budget table
+for the target and n (SPEC 3, kerasdistill/budget.py); the run prints them first.
 
 Writes config.json and results.json into --model_dir, with a checkpoint that a
 rerun of the same command resumes from, and TensorBoard summaries.
@@ -10,6 +13,7 @@ rerun of the same command resumes from, and TensorBoard summaries.
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags
 
@@ -22,11 +26,16 @@ flags.DEFINE_string("target", "mnist", "Target dataset (whose test accuracy coun
 flags.DEFINE_string("source", None, "Dataset the base examples come from (default: target).")
 flags.DEFINE_string("algorithm", "second_order",
                     "second_order (SPEC 2a) or ridge_regression (SPEC 2b, LD RR).")
-flags.DEFINE_string("architecture", "lenet", "Model architecture.")
+flags.DEFINE_string("architecture", "auto", "Model architecture; auto: the paper's (LeNet "
+                    "for greyscale targets, AlexNet for CIFAR-10/100 and CUB).")
 flags.DEFINE_integer("num_base_examples", 100, "n: number of base examples.")
-flags.DEFINE_integer("inner_batch_size", 50, "n_i: inner minibatch size.")
+flags.DEFINE_integer("inner_batch_size", None, "n_i: inner minibatch size (default: the "
+                     "paper's for n: 10->10, 20->10, 50->25, 100->50, 200->50, 500->50; "
+                     "CIFAR-100 n=100: 100).")
 flags.DEFINE_integer("outer_batch_size", 1024, "Target minibatch size.")
-flags.DEFINE_integer("epochs", 400, "Epochs over the target training split.")
+flags.DEFINE_integer("epochs", None, "Epochs over the target training split (default: the "
+                     "paper's: 400 up to n = 100, 800 above and for CIFAR-100; Kuzushiji-49 "
+                     "100 / 200).")
 flags.DEFINE_integer("seed", 1234, "Seed for splits, base examples, models and batches.")
 flags.DEFINE_enum("baseline", "none", ["none", "true_labels", "label_smoothing", "teacher",
                                         "uniform", "class_mapping"],
@@ -42,6 +51,12 @@ flags.DEFINE_list("teacher_temperatures", ["1", "2", "4", "8", "16"],
                   "Softmax temperatures tried for the teacher's labels (chosen on validation).")
 flags.DEFINE_enum("base_selection", "auto", ["auto", "balanced", "unbalanced"],
                   "auto: balanced within a dataset, unbalanced across datasets.")
+flags.DEFINE_enum("emnist_orientation", "as_stored", ["as_stored", "upright"],
+                  "EMNIST letters as the models see them: as stored (transposed; what "
+                  "torchvision gave the paper's runs) or upright.")
+flags.DEFINE_enum("npz_orientation", "as_stored", ["as_stored", "upright"],
+                  "How a local emnist_letters.npz holds its images (the official files and "
+                  "TFDS: as stored).")
 flags.DEFINE_integer("test_repetitions", 20, "Fresh models trained for the test statistics.")
 flags.DEFINE_integer("validation_every_epochs", 5, "Validate the labels every this many epochs.")
 flags.DEFINE_integer("reset_window", None, "G of SPEC 2c (default: 50/100/200 by the rule).")
@@ -93,6 +108,7 @@ def _parsed(flag: str, values: list[str], kind, what: str) -> list:
 
 
 def _run():
+    from kerasdistill.budget import resolve_budget
     from kerasdistill.distill.loop import DistillConfig
     from kerasdistill.errors import DistillError
     from kerasdistill.experiment import ExperimentConfig, run_experiment
@@ -108,17 +124,25 @@ def _run():
                            "yet (every worker would write --model_dir, and resuming needs all "
                            "workers to restore the chief's checkpoint together); call "
                            "kerasdistill.distill.loop.distill_labels on each worker instead")
+    budget, filled = resolve_budget(FLAGS.target, FLAGS.num_base_examples, FLAGS.architecture,
+                                    FLAGS.inner_batch_size, FLAGS.epochs)
+    if FLAGS.verbose:
+        defaulted = ", ".join(sorted(filled)) or "nothing"
+        print(f"Budget: {budget.describe()} for {FLAGS.target} with n = "
+              f"{FLAGS.num_base_examples} (from the paper's table: {defaulted})",
+              file=sys.stderr)
     config = ExperimentConfig(
         distill=DistillConfig(
             num_base_examples=FLAGS.num_base_examples,
-            inner_batch_size=FLAGS.inner_batch_size, epochs=FLAGS.epochs,
+            inner_batch_size=budget.inner_batch_size, epochs=budget.epochs,
             outer_batch_size=FLAGS.outer_batch_size, seed=FLAGS.seed,
             validation_every_epochs=FLAGS.validation_every_epochs,
             reset_window=FLAGS.reset_window,
             jit_compile={"true": True, "false": False}.get(FLAGS.jit_compile, "auto"),
             distribute=FLAGS.distribute),
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
-        architecture=FLAGS.architecture, baseline=FLAGS.baseline,
+        architecture=budget.architecture, baseline=FLAGS.baseline,
+        emnist_orientation=FLAGS.emnist_orientation, npz_orientation=FLAGS.npz_orientation,
         label_smoothing=FLAGS.label_smoothing, teacher_epochs=FLAGS.teacher_epochs,
         teacher_temperatures=tuple(_numbers("teacher_temperatures", FLAGS.teacher_temperatures)),
         base_selection=FLAGS.base_selection,
@@ -130,7 +154,9 @@ def _run():
         eval_optimizers=tuple(FLAGS.eval_optimizers),
         step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
         transfer_repetitions=FLAGS.transfer_repetitions)
-    run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose)
+    run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
+                   requested={f"distill.{k}" if k != "architecture" else k: v
+                              for k, v in filled.items()})
     print(os.path.join(FLAGS.model_dir, "results.json"))
 
 

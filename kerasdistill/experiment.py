@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill import __version__
-from kerasdistill.data.loading import RawDataset, load_dataset
+from kerasdistill.budget import default_architecture
+from kerasdistill.data.loading import ORIENTATIONS, RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
                                       split_target)
@@ -62,12 +63,18 @@ class ExperimentConfig:
     target: str = "mnist"
     source: str | None = None          # None: the target itself
     algorithm: str = "second_order"
-    architecture: str = "lenet"
+    architecture: str = "auto"        # auto: SPEC 3's table (LeNet greyscale, AlexNet colour)
     baseline: str = "none"
     label_smoothing: float = 0.1
+    baseline_max_steps: int | None = None  # None: SPEC 3's search up to 1000 / 1700 steps
     teacher_epochs: int = TeacherBudget.epochs
     teacher_temperatures: tuple = TeacherBudget.temperatures
     base_selection: str = "auto"       # auto: balanced within a dataset, unbalanced across
+    # EMNIST's images as the models see them: "as_stored" (transposed, as torchvision
+    # gave them to the paper's runs) or "upright"; and how a local emnist_letters.npz
+    # holds them (kerasdistill.data.loading.ORIENTATIONS).
+    emnist_orientation: str = "as_stored"
+    npz_orientation: str = "as_stored"
     test_repetitions: int = 20
     data_dir: str | None = None
     download: bool = False
@@ -86,7 +93,10 @@ class ExperimentConfig:
         selection = self.base_selection
         if selection == "auto":
             selection = "balanced" if source == self.target else "unbalanced"
+        architecture = (default_architecture(self.target) if self.architecture == "auto"
+                        else self.architecture)
         return dataclasses.replace(self, source=source, base_selection=selection,
+                                   architecture=architecture,
                                    outer_precision=resolve_outer_precision(self.outer_precision))
 
     def check(self):
@@ -96,7 +106,7 @@ class ExperimentConfig:
         if self.algorithm not in ALGORITHMS:
             raise DistillError(
                 f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
-        if self.architecture not in architecture_names():
+        if self.architecture != "auto" and self.architecture not in architecture_names():
             raise DistillError(f"unknown architecture {self.architecture!r}; known: "
                                f"{', '.join(architecture_names())}")
         if self.baseline not in BASELINES:
@@ -109,6 +119,8 @@ class ExperimentConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DistillError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         require_one_of("outer_precision", self.outer_precision, OUTER_PRECISIONS)
+        require_one_of("emnist_orientation", self.emnist_orientation, ORIENTATIONS)
+        require_one_of("npz_orientation", self.npz_orientation, ORIENTATIONS)
         require_one_of("hypergradient", self.hypergradient, HYPERGRADIENT_MODES)
         if self.outer_splits <= 0:
             raise DistillError(f"outer_splits must be positive, got {self.outer_splits}")
@@ -131,6 +143,9 @@ class ExperimentConfig:
                                "it needs --source (another dataset); within a dataset use "
                                "--baseline=true_labels")
         self.teacher_budget()  # validates the teacher's settings
+        if self.baseline_max_steps is not None and self.baseline_max_steps < 10:
+            raise DistillError(f"baseline_max_steps must be at least 10 (the first point of "
+                               f"the step search), got {self.baseline_max_steps}")
 
     def teacher_budget(self) -> TeacherBudget:
         return TeacherBudget(epochs=self.teacher_epochs,
@@ -153,16 +168,22 @@ class RunInputs:
     base_indices: np.ndarray        # positions in the source's official train split
 
 
-def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True) -> dict:
+def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True,
+                   requested: dict | None = None) -> dict:
     """Runs one experiment and writes config.json, results.json, the distilled set
     and the pictures into model_dir.
 
     Every check that can fail on input (settings, the data, what model_dir already
     holds, whether it can be written) runs before the first file is written.
+    `requested`: settings a caller filled in itself from defaults (the command line's
+    budget table), as they were asked; config.json keeps them beside the resolved
+    values, with every "auto" setting resolved here.
+
     Returns the results dictionary. Raises DistillError for bad input, and
     NonFiniteError (a DistillError) when a meta step gives NaN or infinity.
     """
     config.check()
+    asked = to_json_dict(config)
     config = config.resolved()
     settings = to_json_dict(config)
     identity = run_identity(settings)
@@ -180,7 +201,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
     config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
                      "tensorflow_version": tf.__version__, "python": platform.python_version(),
-                     "device": device_description(), "resolved": choices}
+                     "device": device_description(), "resolved": choices,
+                     "requested": {**(requested or {}), **_resolved_here(asked, settings)}}
     write_json_atomic(os.path.join(model_dir, "config.json"), config_record)
     if verbose:
         target = inputs.target
@@ -222,6 +244,15 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
               f"{len(results['test_accuracies'])} models, {num_steps} training steps; "
               f"distilled set in {os.path.join(model_dir, DISTILLED_DIR)}", file=sys.stderr)
     return results
+
+
+def _resolved_here(asked: dict, settings: dict) -> dict:
+    """{setting: as asked} for each setting that resolution changed ("auto", None)."""
+    changed = {key: value for key, value in asked.items()
+               if key != "distill" and settings.get(key) != value}
+    changed.update({f"distill.{key}": value for key, value in asked["distill"].items()
+                    if settings["distill"].get(key) != value})
+    return changed
 
 
 def _resolve_device_choices(config: ExperimentConfig, solver, inputs: RunInputs):
@@ -267,9 +298,14 @@ def _set_aside_results_of_fewer_epochs(model_dir: str, epochs: int):
         os.replace(results_path, os.path.join(model_dir, f"results.epochs-{stored_epochs}.json"))
 
 
+def _load(config: ExperimentConfig, name: str) -> RawDataset:
+    return load_dataset(name, config.data_dir, config.download, config.emnist_orientation,
+                        config.npz_orientation)
+
+
 def load_inputs(config: ExperimentConfig) -> RunInputs:
     """Loads the target and source data and chooses the base examples (reads only)."""
-    target_raw = load_dataset(config.target, config.data_dir, config.download)
+    target_raw = _load(config, config.target)
     target = split_target(target_raw, config.distill.seed, config.num_validation,
                           config.target_set_size)
     if config.source == config.target:
@@ -277,7 +313,7 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
         candidate_positions = target.train_positions
         candidate_images = target_raw.train_images[target.train_positions]
     else:
-        source_raw = load_dataset(config.source, config.data_dir, config.download)
+        source_raw = _load(config, config.source)
         candidate_labels = source_raw.train_labels
         candidate_positions = np.arange(len(source_raw.train_labels))
         candidate_images = source_raw.train_images
@@ -312,7 +348,8 @@ def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times
     """A fixed labelling of the base images (BASELINES), with the step count chosen on
     validation as SPEC 3 says for the baselines."""
     target, num_classes = inputs.target, inputs.target.spec.num_classes
-    checkpoints = baseline_checkpoints(config.distill.num_base_examples)
+    checkpoints = baseline_checkpoints(config.distill.num_base_examples,
+                                       config.baseline_max_steps)
     seed = derive_seed(config.distill.seed, BASELINE)
     start = time.perf_counter()
     if config.baseline == "teacher":
@@ -382,6 +419,9 @@ def _evaluate(config, factory, trainer, inputs: RunInputs, labels, num_steps, re
             factory, config.eval_optimizers, inputs.base_images, labels, num_steps,
             config.distill.inner_batch_size, transfer_seeds, target.test_images,
             target.test_labels)
+        # The protocol's own Adam (PyTorch's form), on the same seeds: the test models.
+        results["optimizer_transfer"]["protocol_adam"] = summary(
+            accuracies[:len(transfer_seeds)])
     if config.eval_architectures or config.step_offsets or config.eval_optimizers:
         times["transfer_seconds"] = time.perf_counter() - transfer_start
 

@@ -72,6 +72,13 @@ def run_identity(config: dict) -> dict:
             flat["distill.num_base_examples"], get_dataset_spec(flat["target"]).num_classes)
     if flat.get("baseline") != "label_smoothing":
         flat.pop("label_smoothing", None)  # only the smoothing baseline uses it
+    transposed = [get_dataset_spec(flat[key]).stored_transposed
+                  for key in ("target", "source") if flat.get(key)]
+    if not any(transposed):  # only EMNIST's images depend on them
+        flat.pop("emnist_orientation", None)
+        flat.pop("npz_orientation", None)
+    if flat.get("baseline") in (None, "none"):
+        flat.pop("baseline_max_steps", None)  # only the baselines search a step count
     if flat.get("baseline") != "teacher":
         flat.pop("teacher_epochs", None)
         flat.pop("teacher_temperatures", None)

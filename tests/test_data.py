@@ -129,8 +129,28 @@ def test_tfds_emnist_letters_are_relabelled_and_transposed():
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
         raw = load_dataset("emnist_letters", None, download=False)
+        upright = load_dataset("emnist_letters", None, download=False, orientation="upright")
     assert raw.train_labels.tolist() == list(range(8))
-    assert raw.train_images[0, 20, 2, 0] == 255 and raw.train_images[0, 2, 20, 0] == 0
+    # By default as stored (what torchvision gave the paper's runs); upright on request.
+    assert raw.train_images[0, 2, 20, 0] == 255 and raw.train_images[0, 20, 2, 0] == 0
+    assert upright.train_images[0, 20, 2, 0] == 255 and upright.train_images[0, 2, 20, 0] == 0
+
+
+@pytest.mark.parametrize("held,wanted,transposed", [
+    ("as_stored", "as_stored", False), ("as_stored", "upright", True),
+    ("upright", "upright", False), ("upright", "as_stored", True)])
+def test_a_local_emnist_npz_states_its_orientation(tmp_path, held, wanted, transposed):
+    path = write_fake_npz(str(tmp_path / "emnist_letters.npz"), num_classes=26, label_offset=1)
+    stored = np.load(path)["x_train"]
+    raw = load_dataset("emnist_letters", str(tmp_path), orientation=wanted, npz_orientation=held)
+    expected = np.transpose(stored, (0, 2, 1)) if transposed else stored
+    np.testing.assert_array_equal(raw.train_images[..., 0], expected)
+    # Datasets stored upright ignore both settings.
+    write_fake_npz(str(tmp_path / "mnist.npz"))
+    np.testing.assert_array_equal(
+        load_dataset("mnist", str(tmp_path), orientation=wanted,
+                     npz_orientation=held).train_images[..., 0],
+        np.load(str(tmp_path / "mnist.npz"))["x_train"])
 
 
 def test_tfds_labels_out_of_range_are_rejected():

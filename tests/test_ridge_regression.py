@@ -95,16 +95,43 @@ def test_rr_label_gradient_matches_finite_differences():
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
 
 
-def test_rr_learner_updates_theta_scale_and_classifier():
-    factory = ModelFactory("lenet", (28, 28, 1), 10)
-    solver = RidgeRegressionSolver(factory, outer_precision="float32")
-    learner = solver.init_learner(seed=0)
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.normal(size=(10, 28, 28, 1)), tf.float32)
-    labels = tf.constant(np.eye(10), tf.float32)
-    after = solver.train_step(learner, images, labels)
-    assert not np.allclose(after.classifier.numpy(), 0.0)
-    assert float(after.scale) != 1.0
-    assert any(not np.allclose(a.numpy(), b.numpy())
-               for a, b in zip(after.weights, learner.weights))
-    assert solver.predict(after, images).shape == (10, 10)
+def test_rr_meta_step_equals_the_plain_tf_reference_step():
+    """One LD RR meta step against plain_ridge_meta_step: the reference code's order
+    (ridge solve with the current labels, label update, then theta and s trained on the
+    updated labels), written with tf.nn ops, tf.linalg.solve and no Keras."""
+    from kerasdistill.distill.adam import adam_init
+    from kerasdistill.distill.meta_step import init_meta_state, make_meta_step
+    from kerasdistill.distill.plain_reference import plain_ridge_meta_step
+    factory = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
+    solver = RidgeRegressionSolver(factory, outer_splits=2)
+    rng = np.random.default_rng(3)
+    base_images = tf.constant(rng.normal(size=(12, 28, 28, 1)))
+    inner_indices = tf.constant([3, 0, 7, 11, 5, 2], tf.int32)
+    outer_images = tf.constant(rng.normal(size=(32, 28, 28, 1)))
+    outer_labels = tf.constant(rng.integers(0, 10, 32), tf.int32)
+    soft_labels = tf.constant(rng.dirichlet(np.ones(10), size=12))
+    state = init_meta_state(solver, soft_labels, seed=5)
+    # A classifier and scale away from their starts, so every term of the step counts.
+    learner = state.learner._replace(classifier=tf.constant(rng.normal(size=(85, 10)) * 0.1),
+                                     scale=tf.constant(1.3, tf.float64))
+    for _ in range(2):  # Adam's moments past their first step: updates follow g smoothly
+        learner = solver.train_step(learner, base_images[:6], soft_labels[:6])
+    state = state._replace(learner=learner)
+    new_state, _ = make_meta_step(solver)(state, base_images, inner_indices, outer_images,
+                                          outer_labels)
+    labels, _, weights, _, classifier, scale, _ = plain_ridge_meta_step(
+        soft_labels, adam_init([soft_labels]), list(learner.weights), learner.optimizer,
+        learner.classifier, learner.scale, learner.scale_optimizer, base_images, inner_indices,
+        outer_images, outer_labels)
+    tight = dict(rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(new_state.soft_labels.numpy(), labels.numpy(), **tight)
+    np.testing.assert_allclose(new_state.learner.classifier.numpy(), classifier.numpy(), **tight)
+    np.testing.assert_allclose(float(new_state.learner.scale), float(scale), **tight)
+    for ours, theirs in zip(new_state.learner.weights, weights):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), **tight)
+    # The order matters: theta trained on the labels before the update differs.
+    before = solver.train_step(learner, tf.gather(base_images, inner_indices),
+                               tf.gather(soft_labels, inner_indices))
+    assert max(np.abs(a.numpy() - b.numpy()).max()
+               for a, b in zip(before.weights, new_state.learner.weights)) > 1e-9
+    assert np.abs(new_state.soft_labels.numpy() - soft_labels.numpy()).max() > 1e-5

@@ -14,9 +14,12 @@ import zipfile
 import numpy as np
 
 from kerasdistill.data.registry import DatasetSpec, get_dataset_spec
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import DistillError, require_one_of
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# How the images of a dataset stored transposed (EMNIST) are handed to a run: "as_stored"
+# (transposed, as torchvision gave them to the paper's runs) or "upright".
+ORIENTATIONS = ("as_stored", "upright")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +34,8 @@ class RawDataset:
     origin: str  # the file or TFDS builder it came from, for the results
 
 
-def load_dataset(name: str, data_dir: str | None = None, download: bool = False) -> RawDataset:
+def load_dataset(name: str, data_dir: str | None = None, download: bool = False,
+                 orientation: str = "as_stored", npz_orientation: str = "as_stored") -> RawDataset:
     """Loads dataset `name` from `<data_dir>/<name>.npz` or through TFDS.
 
     Args:
@@ -40,19 +44,27 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
         prepared TFDS data. None: TFDS's default folder only.
       download: whether TFDS may download and prepare the data when it is not
         found locally.
+      orientation: for datasets stored transposed (EMNIST): "as_stored", as the
+        files, TFDS and torchvision (the paper's runs) hold them, or "upright".
+      npz_orientation: how a local `<name>.npz` of such a dataset holds its images
+        ("as_stored", like the official files, or "upright"); TFDS data are as stored.
 
     Raises:
       DistillError: unknown name, a malformed file, or data that is neither
         present locally nor allowed (or able) to be downloaded.
     """
     spec = get_dataset_spec(name)
+    require_one_of("orientation", orientation, ORIENTATIONS)
+    require_one_of("npz_orientation", npz_orientation, ORIENTATIONS)
     npz_path = os.path.join(data_dir, f"{name}.npz") if data_dir else None
+    held = "as_stored"
     official = [os.path.join(data_dir, file) for _, file in spec.official_files] if data_dir \
         else []
     if npz_path and os.path.exists(npz_path):
         arrays = _read_npz(npz_path)
         # The file's name, not its path: results must not carry this machine's folders.
         origin = os.path.basename(npz_path)
+        held = npz_orientation
     elif official and all(os.path.exists(path) for path in official):
         arrays = {key: _read_single_array(path) for (key, _), path in
                   zip(spec.official_files, official)}
@@ -62,7 +74,8 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
     else:
         arrays = _read_tfds(spec, data_dir, download, npz_path)
         origin = f"tfds:{spec.tfds_name}"
-    return _validated(spec, arrays, origin)
+    transpose = spec.stored_transposed and held != orientation
+    return _validated(spec, arrays, origin, transpose)
 
 
 def _not_found_message(spec: DatasetSpec, npz_path: str | None, data_dir: str | None) -> str:
@@ -155,7 +168,8 @@ def _resized(images, image_shape):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str) -> RawDataset:
+def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str,
+               transpose: bool = False) -> RawDataset:
     out = {}
     for split in ("train", "test"):
         images = np.asarray(arrays[f"x_{split}"])
@@ -183,7 +197,7 @@ def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str) ->
                 f"{origin}: {split} labels span {labels.min() + spec.label_offset}.."
                 f"{labels.max() + spec.label_offset}, expected {spec.label_offset}.."
                 f"{spec.num_classes - 1 + spec.label_offset}")
-        if spec.transpose_images:
+        if transpose:
             images = np.ascontiguousarray(np.transpose(images, (0, 2, 1, 3)))
         out[split] = (images, labels)
     return RawDataset(spec=spec, train_images=out["train"][0], train_labels=out["train"][1],

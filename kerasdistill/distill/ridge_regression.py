@@ -86,29 +86,36 @@ class RidgeRegressionSolver(InnerSolver):
         features = tf.cast(features, classifier.dtype)
         return tf.matmul(append_bias_column(features), scale * classifier)
 
-    def _inner_step(self, learner: RidgeLearnerState, images, soft_labels):
-        """SPEC 2b steps 2, 3 and 5 on one inner batch. Returns the pieces the outer
-        loss needs (classifier W after step 3) and the updated learner."""
+    def _solve(self, learner: RidgeLearnerState, weights, images, soft_labels):
+        """SPEC 2b steps 2 and 3: W after the pseudo-gradient step towards the ridge
+        solution of this inner batch; returns (features, W, non-trainable weights)."""
+        features, non_trainable = self.features(weights, learner.non_trainable, images)
+        local = self.ridge(features, soft_labels)
+        beta = self.pseudo_gradient_rate
+        classifier = (1.0 - beta) * tf.stop_gradient(learner.classifier) + beta * local
+        return features, classifier, non_trainable
+
+    def _learn(self, learner: RidgeLearnerState, images, ridge_labels, loss_labels):
+        """SPEC 2b step 5: theta and s by Adam on the soft cross-entropy of the inner
+        batch against `loss_labels` (held fixed), W solved with `ridge_labels`; theta's
+        gradient also flows through the ridge solution, as in the reference code.
+        Returns (inner loss, updated learner)."""
         weights = list(learner.weights)
         with tf.GradientTape() as tape:
             tape.watch(weights)
             tape.watch(learner.scale)
-            features, non_trainable = self.features(weights, learner.non_trainable, images)
-            local = self.ridge(features, soft_labels)
-            beta = self.pseudo_gradient_rate
-            classifier = (1.0 - beta) * tf.stop_gradient(learner.classifier) + beta * local
-            # Step 5: theta and s learn with the labels held fixed; theta's gradient
-            # also flows through the ridge solution, as in the reference code.
+            features, classifier, non_trainable = self._solve(learner, weights, images,
+                                                              tf.stop_gradient(ridge_labels))
             logits = self._logits(features, classifier, learner.scale)
-            inner_loss = soft_cross_entropy(logits, tf.stop_gradient(soft_labels))
+            inner_loss = soft_cross_entropy(logits, tf.stop_gradient(loss_labels))
         grads = tape.gradient(inner_loss, weights + [learner.scale])
         new_weights, optimizer = adam_update(learner.weights, grads[:-1], learner.optimizer,
                                              self.learner_learning_rate)
         (scale,), scale_optimizer = adam_update([learner.scale], grads[-1:],
                                                 learner.scale_optimizer, self.scale_learning_rate)
-        updated = RidgeLearnerState(tuple(new_weights), non_trainable, optimizer,
-                                    tf.stop_gradient(classifier), scale, scale_optimizer)
-        return classifier, inner_loss, updated
+        return inner_loss, RidgeLearnerState(tuple(new_weights), non_trainable, optimizer,
+                                             tf.stop_gradient(classifier), scale,
+                                             scale_optimizer)
 
     def meta_gradient(self, learner, inner_images, inner_labels, outer_images,
                       outer_labels) -> SolverStep:
@@ -118,20 +125,30 @@ class RidgeRegressionSolver(InnerSolver):
              for (shard,) in outer_shards((outer_images,), self.outer_splits)], axis=0)
         with tf.GradientTape() as label_tape:
             label_tape.watch(inner_labels)
-            classifier, inner_loss, updated = self._inner_step(learner, inner_images, inner_labels)
+            features, classifier, _ = self._solve(learner, list(learner.weights),
+                                                  inner_images, inner_labels)
             outer_logits = self._logits(outer_features, classifier, learner.scale)
             outer_loss = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(outer_labels, outer_logits))
         label_grad = label_tape.gradient(outer_loss, inner_labels)
-        return SolverStep(inner_label_grad=label_grad, learner=updated, outer_loss=outer_loss,
+        inner_loss = soft_cross_entropy(self._logits(features, classifier, learner.scale),
+                                        inner_labels)
+        # The learner is updated in after_label_update, with the updated labels.
+        return SolverStep(inner_label_grad=label_grad, learner=learner, outer_loss=outer_loss,
                           outer_error=error_rate(outer_logits, outer_labels),
                           inner_loss=inner_loss)
 
-    def predicts_with_batch_statistics(self) -> bool:
-        return self.features.uses_batch_statistics
+    def after_label_update(self, step, learner, inner_images, inner_labels,
+                           updated_inner_labels):
+        # As the reference: W from the ridge solve with the labels before the update
+        # (its graph), theta and s trained towards the labels after it.
+        return self._learn(learner, inner_images, inner_labels, updated_inner_labels)[1]
 
     def train_step(self, learner: RidgeLearnerState, images, soft_labels) -> RidgeLearnerState:
-        return self._inner_step(learner, images, soft_labels)[2]
+        return self._learn(learner, images, soft_labels, soft_labels)[1]
+
+    def predicts_with_batch_statistics(self) -> bool:
+        return self.features.uses_batch_statistics
 
     def predict(self, learner: RidgeLearnerState, images) -> tf.Tensor:
         features = self.features.predict(learner.weights, learner.non_trainable, images)

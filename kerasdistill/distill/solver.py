@@ -41,6 +41,14 @@ class InnerSolver(abc.ABC):
                       outer_labels) -> SolverStep:
         """One step of the algorithm, without the label update."""
 
+    def after_label_update(self, step: SolverStep, learner, inner_images, inner_labels,
+                           updated_inner_labels):
+        """The learner for the next step, once the labels have been updated. Default:
+        `step.learner` (second-order LD trains on the labels it saw, as the reference
+        code does). LD RR's reference trains theta and s on the updated labels."""
+        del learner, inner_images, inner_labels, updated_inner_labels
+        return step.learner
+
     @abc.abstractmethod
     def train_step(self, learner, images, soft_labels):
         """One ordinary training step of an evaluation model; returns the learner."""

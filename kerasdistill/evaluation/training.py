@@ -146,10 +146,12 @@ class EvaluationTrainer:
         return trained
 
 
-def baseline_checkpoints(num_base_examples: int) -> list[int]:
-    """SPEC 3: evaluate after 10, 25, 75 and every 50 steps up to 1000 (1700 when n > 100)."""
+def baseline_checkpoints(num_base_examples: int, max_steps: int | None = None) -> list[int]:
+    """SPEC 3: evaluate after 10, 25, 75 and every 50 steps up to 1000 (1700 when n > 100);
+    `max_steps` cuts the search shorter (the smoke budget)."""
     last = 1700 if num_base_examples > 100 else 1000
-    return sorted({10, 25, 75, *range(50, last + 1, 50)})
+    last = last if max_steps is None else min(last, max_steps)
+    return sorted(step for step in {10, 25, 75, *range(50, last + 1, 50)} if step <= last)
 
 
 def choose_num_steps(trainer: EvaluationTrainer, soft_labels, checkpoints: list[int], seed: int,

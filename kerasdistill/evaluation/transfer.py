@@ -37,11 +37,19 @@ def fit_with_optimizer(factory: ModelFactory, optimizer_name: str, base_images, 
     return evaluate_accuracy(model, test_images, test_labels)
 
 
+def transfer_key(optimizer_name: str) -> str:
+    """The name of an optimizer-transfer row. Keras's Adam adds epsilon (1e-7) before
+    bias correction; the protocol's Adam (PyTorch's form, 1e-8 after it) has its own
+    row, `protocol_adam`, so "adam" alone would be ambiguous."""
+    return "keras_adam" if optimizer_name == "adam" else optimizer_name
+
+
 def optimizer_transfer(factory: ModelFactory, optimizer_names, base_images, soft_labels,
                        num_steps: int, batch_size: int, seeds, test_images, test_labels) -> dict:
-    return {name: summary([fit_with_optimizer(factory, name, base_images, soft_labels,
-                                              num_steps, batch_size, seed, test_images,
-                                              test_labels) for seed in seeds])
+    """{row: summary} of fresh models trained with `model.fit` and each Keras optimizer."""
+    return {transfer_key(name): summary([
+        fit_with_optimizer(factory, name, base_images, soft_labels, num_steps, batch_size,
+                           seed, test_images, test_labels) for seed in seeds])
             for name in optimizer_names}
 
 

@@ -53,8 +53,9 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
         "source_class_names": source.class_name_list(),
         "num_classes": target.num_classes, "image_shape": list(target.image_shape),
         "mean": list(target.mean), "std": list(target.std),
-        # EMNIST is stored transposed; kerasdistill (and these images) use it upright.
-        "source_images_transposed": source.transpose_images,
+        # EMNIST is stored transposed; these images are as the run's models saw them.
+        "source_images_orientation": (config.get("emnist_orientation", "as_stored")
+                                      if source.stored_transposed else "as_stored"),
         "num_train_steps": int(results["num_train_steps"]),
         "inner_batch_size": int(distill["inner_batch_size"]),
         "recipe": {**recipe, "batch_size": int(distill["inner_batch_size"]),
@@ -133,7 +134,9 @@ def export_run(model_dir: str, output_dir: str | None = None, data_dir: str | No
     target = get_dataset_spec(config["target"])
     source_name = config.get("source") or config["target"]
     source = load_dataset(source_name, data_dir if data_dir is not None else
-                          config.get("data_dir"), download)
+                          config.get("data_dir"), download,
+                          config.get("emnist_orientation", "as_stored"),
+                          config.get("npz_orientation", "as_stored"))
     indices = np.asarray(results["base_indices"], np.int64)
     if len(indices) and (indices.min() < 0 or indices.max() >= len(source.train_labels)):
         raise DistillError(f"the run's base indices do not fit {source_name}'s "

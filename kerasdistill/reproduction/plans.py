@@ -1,0 +1,286 @@
+"""Every experiment of SPEC section 5 as a plan of runs, at three budgets.
+
+A plan is a list of `PlannedRun`s: a folder (relative to the output folder), the
+`ExperimentConfig` that folder holds, and where its result goes in the report's table
+(row, column). Runs that answer several experiments share one folder: the transfer
+and step-count experiments evaluate the within-dataset runs further (their settings
+are free, run_identity.py), so the distillation is never done twice.
+
+Budgets:
+- `paper`: SPEC 3's table (kerasdistill.budget), 20 test models, seed 1234.
+- `cpu`: the same runs made short enough for a 2-core CPU in about an hour per
+  experiment: fewer epochs (and, where stated, fewer n), still 20 test models. Its
+  numbers show the trends, not the paper's figures.
+- `smoke`: a tiny version of every experiment (1 epoch over 128 target images, 2 test
+  models, the first n only, three of the cross-dataset pairs) that the test suite runs
+  end to end on made-up data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kerasdistill.budget import protocol_budget
+from kerasdistill.distill.loop import DistillConfig
+from kerasdistill.errors import DistillError, require_one_of
+from kerasdistill.evaluation.transfer import transfer_key
+from kerasdistill.experiment import ExperimentConfig
+
+BUDGETS = ("paper", "cpu", "smoke")
+PAPER_SEED = 1234
+WITHIN_NS = (10, 20, 50, 100, 200, 500)
+ALGORITHMS = {"ld": "second_order", "ld_rr": "ridge_regression"}
+# Baselines of every within-dataset table, for both model kinds (SPEC 3).
+WITHIN_BASELINES = ("true_labels", "label_smoothing", "teacher")
+# Fixed labellings beside cross-dataset LD (issue 9): uniform, and the class mapping.
+CROSS_BASELINES = ("uniform", "class_mapping", "teacher")
+CROSS_PAIRS = (("emnist_letters", "mnist"), ("emnist_letters", "kmnist"),
+               ("emnist_letters", "kuzushiji49"), ("cub200", "cifar10"),
+               # The pairs these machines hold the data for (SPEC 6).
+               ("fashion_mnist", "mnist"), ("mnist", "fashion_mnist"))
+TARGET_SET_SIZES = (100, 500, 1000, 5000, 10000, 20000, None)  # None: all 50,000
+TRANSFER_ARCHITECTURES = ("alexnet", "lenet", "resnet", "convnet")
+TRANSFER_OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
+STEP_OFFSETS = (-50, -20, -10, 0, 10, 20, 50, 100)
+# The paper's published figures that SPEC 5 confirms: (experiment, row, column) -> %.
+PAPER_NUMBERS = {
+    ("within_mnist", "n = 10", "LD"): (60.9, 3.2),
+    ("within_mnist", "n = 100", "LD"): (87.3, 0.7),
+    ("within_mnist", "n = 500", "LD"): (93.3, 0.3),
+    ("within_cifar10", "n = 10", "LD"): (25.7, 0.7),
+    ("within_cifar10", "n = 100", "LD"): (38.3, 0.4),
+    ("within_cifar10", "n = 500", "LD"): (42.5, 0.4),
+}
+COLUMN_NAMES = {("ld", "none"): "LD", ("ld_rr", "none"): "LD RR",
+                ("ld", "true_labels"): "true labels", ("ld_rr", "true_labels"): "RR true labels",
+                ("ld", "label_smoothing"): "label smoothing",
+                ("ld_rr", "label_smoothing"): "RR label smoothing",
+                ("ld", "teacher"): "teacher", ("ld_rr", "teacher"): "RR teacher",
+                ("ld", "uniform"): "uniform", ("ld_rr", "uniform"): "RR uniform",
+                ("ld", "class_mapping"): "class mapping",
+                ("ld_rr", "class_mapping"): "RR class mapping"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run folder of an experiment and its place in the report."""
+
+    folder: str                 # relative to the output folder
+    config: ExperimentConfig    # data_dir left None: the runner fills it in
+    row: str
+    column: str
+    x: float | None = None      # the row's number, for the experiment's figure
+    # For transfer experiments: which part of results.json holds this cell
+    # ("architecture_transfer/resnet", "step_offsets/10", ...); None: the run itself.
+    result_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentPlan:
+    name: str
+    budget: str
+    title: str
+    description: str
+    runs: tuple
+    x_label: str = ""           # what the figure's x axis shows (empty: a bar chart)
+    log_x: bool = False
+
+
+def _budget_settings(budget: str, target: str, n: int, epochs: int | None = None) -> dict:
+    """DistillConfig and ExperimentConfig settings of one run at `budget`."""
+    table = protocol_budget(target, n)
+    if budget == "smoke":
+        return {"distill": {"num_base_examples": n, "inner_batch_size": min(
+                    table.inner_batch_size, n), "epochs": 1, "outer_batch_size": 64,
+                    "validation_every_epochs": 1, "reset_window": 3},
+                "experiment": {"test_repetitions": 2, "num_validation": 64,
+                               "target_set_size": 128, "teacher_epochs": 1,
+                               "teacher_temperatures": (1.0, 4.0), "baseline_max_steps": 50,
+                               "transfer_repetitions": 2, "outer_precision": "float32"}}
+    paper_epochs = epochs if epochs is not None else table.epochs
+    return {"distill": {"num_base_examples": n, "inner_batch_size": table.inner_batch_size,
+                        "epochs": paper_epochs if budget == "paper" else
+                        _cpu_epochs(target, paper_epochs)},
+            "experiment": {"outer_precision": "float32",
+                           "teacher_epochs": 10 if budget == "paper" else 2}}
+
+
+def _cpu_epochs(target: str, paper_epochs: int) -> int:
+    """About 1/20 of the paper's epochs (20 of 400 on MNIST, ~1,000 meta steps), and
+    fewer on the colour targets, whose AlexNet steps cost ~5x LeNet's on a CPU."""
+    colour = target in ("cifar10", "cifar100", "cub200")
+    return max(5, paper_epochs // (160 if colour else 20))
+
+
+def _config(budget: str, target: str, n: int, method: str, baseline: str = "none",
+            source: str | None = None, epochs: int | None = None, **changes) -> ExperimentConfig:
+    settings = _budget_settings(budget, target, n, epochs)
+    architecture = changes.pop("architecture", protocol_budget(target, n).architecture)
+    experiment = {**settings["experiment"], **changes}
+    return ExperimentConfig(
+        distill=DistillConfig(seed=PAPER_SEED, **settings["distill"]), target=target,
+        source=source, algorithm=ALGORITHMS[method], architecture=architecture,
+        baseline=baseline, **experiment)
+
+
+def _within_runs(budget: str, target: str, ns, methods=tuple(ALGORITHMS),
+                 baselines=WITHIN_BASELINES, folder_prefix: str = "") -> list[PlannedRun]:
+    runs = []
+    for n in ns:
+        for method in methods:
+            for baseline in ("none", *baselines):
+                name = method if baseline == "none" else f"{method}_{baseline}"
+                runs.append(PlannedRun(f"{folder_prefix}n{n}_{name}",
+                                       _config(budget, target, n, method, baseline),
+                                       f"n = {n}", COLUMN_NAMES[method, baseline], x=n))
+    return runs
+
+
+def _within(name: str, target: str, title: str, budget: str) -> ExperimentPlan:
+    ns = {"paper": WITHIN_NS, "cpu": (10, 20, 50, 100), "smoke": (10,)}[budget]
+    return ExperimentPlan(
+        name, budget, title,
+        f"LD and LD RR on {target} against true labels, label smoothing 0.1 and a trained "
+        f"teacher's labels of the same base images (SPEC 5.1).",
+        tuple(_within_runs(budget, target, ns, folder_prefix=f"{name}_{budget}/")),
+        x_label="base examples n", log_x=True)
+
+
+def _cifar100(budget: str) -> ExperimentPlan:
+    runs = []
+    for method in ALGORITHMS:
+        for baseline in ("none", *WITHIN_BASELINES):
+            name = method if baseline == "none" else f"{method}_{baseline}"
+            # Smoke: the whole (made-up) training split, so every class has a base image.
+            config = _config(budget, "cifar100", 100, method, baseline,
+                             **({"target_set_size": None} if budget == "smoke" else {}))
+            runs.append(PlannedRun(f"cifar100_{budget}/n100_{name}", config, "n = 100",
+                                   COLUMN_NAMES[method, baseline]))
+    return ExperimentPlan("cifar100", budget, "CIFAR-100, 100 base examples",
+                          "LD and LD RR on CIFAR-100 with one base image per class "
+                          "(n_i = 100, 800 epochs, G = 100).", tuple(runs))
+
+
+# Smoke: one pair with more source than target classes, one with fewer, one resized.
+_SMOKE_PAIRS = (("emnist_letters", "mnist"), ("emnist_letters", "kuzushiji49"),
+                ("cub200", "cifar10"))
+
+
+def _cross_dataset(budget: str) -> ExperimentPlan:
+    ns = {"paper": WITHIN_NS, "cpu": (100,), "smoke": (10,)}[budget]
+    runs = []
+    for source, target in (_SMOKE_PAIRS if budget == "smoke" else CROSS_PAIRS):
+        for n in ns:
+            row = f"{source} -> {target}, n = {n}"
+            for method in ALGORITHMS:
+                for baseline in ("none", *CROSS_BASELINES):
+                    if method == "ld_rr" and baseline != "none":
+                        continue  # the fixed labellings are judged by ordinary models
+                    name = method if baseline == "none" else baseline
+                    runs.append(PlannedRun(
+                        f"cross_dataset_{budget}/{source}_to_{target}_n{n}_{name}",
+                        _config(budget, target, n, method, baseline, source=source), row,
+                        COLUMN_NAMES[method, baseline]))
+            # The same target's within-dataset LD, for comparison (shared folder).
+            if target in ("mnist", "fashion_mnist", "cifar10", "kmnist"):
+                runs.append(PlannedRun(
+                    f"within_{target}_{budget}/n{n}_ld", _config(budget, target, n, "ld"), row,
+                    "within-dataset LD"))
+    return ExperimentPlan(
+        "cross_dataset", budget, "Cross-dataset label distillation",
+        "Base images from another dataset (unbalanced), labels learned for the target's "
+        "classes (SPEC 5.2), beside two fixed labellings of the same images: uniform, and "
+        "each source class mapped to one target class (the mapping best on validation), "
+        "the teacher's labels, and within-dataset LD of the same target.", tuple(runs))
+
+
+def _architecture_transfer(budget: str) -> ExperimentPlan:
+    ns = {"paper": WITHIN_NS, "cpu": (100,), "smoke": (10,)}[budget]
+    runs = []
+    for n in ns:
+        for method, baseline in (("ld", "none"), ("ld", "true_labels")):
+            config = _config(budget, "cifar10", n, method, baseline,
+                             eval_architectures=TRANSFER_ARCHITECTURES)
+            name = "ld" if baseline == "none" else f"ld_{baseline}"
+            folder = f"within_cifar10_{budget}/n{n}_{name}"
+            label = COLUMN_NAMES[method, baseline]
+            for architecture in TRANSFER_ARCHITECTURES:
+                runs.append(PlannedRun(folder, config, f"n = {n}, {label}",
+                                       f"tested with {architecture}",
+                                       result_key=f"architecture_transfer/{architecture}"))
+    return ExperimentPlan(
+        "architecture_transfer", budget, "Architecture transfer (CIFAR-10)",
+        "Labels learned with AlexNet on CIFAR-10, each used to train fresh AlexNet, LeNet, "
+        "ResNet and ConvNet models (SPEC 5.3); true labels for comparison.", tuple(runs))
+
+
+def _mnist_n100_evaluated_further(budget: str, name: str, title: str, description: str,
+                                  kind: str) -> ExperimentPlan:
+    runs = []
+    for method in ALGORITHMS:
+        if kind == "optimizer":
+            config = _config(budget, "mnist", 100, method, eval_optimizers=TRANSFER_OPTIMIZERS)
+            keys = [(f"optimizer_transfer/{transfer_key(o)}", transfer_key(o))
+                    for o in TRANSFER_OPTIMIZERS] + [("optimizer_transfer/protocol_adam",
+                                                      "protocol_adam")]
+        else:
+            config = _config(budget, "mnist", 100, method, step_offsets=STEP_OFFSETS)
+            keys = [(f"step_offsets/{o}", f"{o:+d} steps") for o in STEP_OFFSETS]
+        for key, column in keys:
+            runs.append(PlannedRun(f"within_mnist_{budget}/n100_{method}", config,
+                                   COLUMN_NAMES[method, "none"], column, result_key=key))
+    return ExperimentPlan(name, budget, title, description, tuple(runs))
+
+
+def _target_set_size(budget: str) -> ExperimentPlan:
+    sizes = (16, 64, None) if budget == "smoke" else TARGET_SET_SIZES
+    runs = []
+    for size in sizes:
+        for method in ALGORITHMS:
+            epochs = None
+            if budget == "cpu":  # ~1,000 meta steps at most per run
+                steps_per_epoch = -(-(size or 50_000) // min(1024, size or 50_000))
+                epochs = min(400, -(-1000 // steps_per_epoch))
+            config = _config(budget, "mnist", 100, method, target_set_size=size)
+            if epochs is not None:
+                config = dataclasses.replace(config, distill=dataclasses.replace(
+                    config.distill, epochs=epochs))
+            label = "all" if size is None else str(size)
+            folder = (f"within_mnist_{budget}/n100_{method}" if size is None
+                      else f"target_set_size_{budget}/size{size}_{method}")
+            if budget == "cpu" and size is None:
+                folder = f"target_set_size_{budget}/size_all_{method}"
+            runs.append(PlannedRun(folder, config, f"{label} target examples",
+                                   COLUMN_NAMES[method, "none"], x=size or 50_000))
+    return ExperimentPlan(
+        "target_set_size", budget, "Target-set size (MNIST, n = 100)",
+        "LD from 100 up to all 50,000 MNIST training examples (SPEC 5.5), 400 epochs over "
+        "each as the reference code does (at the cpu budget: at most ~1,000 meta steps). "
+        "The paper's runs took their base images from EMNIST letters; these from MNIST.",
+        tuple(runs), x_label="target examples", log_x=True)
+
+
+EXPERIMENTS = {
+    "within_mnist": lambda b: _within("within_mnist", "mnist", "MNIST within-dataset", b),
+    "within_cifar10": lambda b: _within("within_cifar10", "cifar10", "CIFAR-10 within-dataset",
+                                        b),
+    "cifar100": _cifar100,
+    "cross_dataset": _cross_dataset,
+    "architecture_transfer": _architecture_transfer,
+    "optimizer_transfer": lambda b: _mnist_n100_evaluated_further(
+        b, "optimizer_transfer", "Optimizer transfer (MNIST, n = 100)",
+        "The learned labels and step count used with model.fit and off-the-shelf optimizers "
+        "at their usual learning rates (SPEC 5.4).", "optimizer"),
+    "step_count": lambda b: _mnist_n100_evaluated_further(
+        b, "step_count", "Step count (MNIST, n = 100)",
+        "Fresh models trained for the learned step count shifted by -50 ... +100 steps "
+        "(SPEC 5.4).", "steps"),
+    "target_set_size": _target_set_size,
+}
+
+
+def experiment_plan(name: str, budget: str) -> ExperimentPlan:
+    require_one_of("budget", budget, BUDGETS)
+    if name not in EXPERIMENTS:
+        raise DistillError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name](budget)

@@ -1,0 +1,162 @@
+"""REPORT.md: every experiment found in an output folder, as tables of mean +- std test
+accuracy over the test models, the paper's figures beside ours, wall times, commands and
+pictures (a figure per experiment, and links to each run's own plots)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+from kerasdistill.files import read_json, write_bytes_atomic
+from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
+                                             ExperimentPlan, experiment_plan)
+from kerasdistill.reproduction.runner import STATUS_FILE, result_at
+
+REPORT_FILE = "REPORT.md"
+FIGURES_DIR = "figures"
+
+
+def _load(output_dir: str, folder: str):
+    path = os.path.join(output_dir, folder, "results.json")
+    if not os.path.exists(path):
+        return None, None
+    config_path = os.path.join(output_dir, folder, "config.json")
+    config = read_json(config_path, "a run's config") if os.path.exists(config_path) else {}
+    return read_json(path, "a run's results"), config
+
+
+def _cell(summary: dict | None) -> str:
+    if summary is None:
+        return "not run"
+    return (f"{100 * summary['test_accuracy_mean']:.2f} +- "
+            f"{100 * summary['test_accuracy_std']:.2f}")
+
+
+def plans_present(output_dir: str) -> list[ExperimentPlan]:
+    """The plans with at least one finished run in output_dir, in EXPERIMENTS order."""
+    present = []
+    for budget in BUDGETS:
+        for name in EXPERIMENTS:
+            plan = experiment_plan(name, budget)
+            if any(os.path.exists(os.path.join(output_dir, run.folder, "results.json"))
+                   for run in plan.runs):
+                present.append(plan)
+    return present
+
+
+def write_report(output_dir: str, plans: list[ExperimentPlan] | None = None) -> str:
+    """Writes <output_dir>/REPORT.md (and its figures) for `plans` (default: every plan
+    with a finished run there); returns the report's path."""
+    plans = plans_present(output_dir) if plans is None else plans
+    status_path = os.path.join(output_dir, STATUS_FILE)
+    failures = read_json(status_path, "the reproduce status") if os.path.exists(
+        status_path) else {}
+    lines = ["# Reproduction report", "",
+             "Made by `python -m experiments.reproduce`; every number is the mean +- std of "
+             "test accuracy (%) over fresh models trained on the run's labels, and comes from "
+             "the `results.json` of the run folder named beside it. `paper`: the paper's "
+             "figures confirmed in SPEC 5.", ""]
+    if not plans:
+        lines.append("No finished runs yet.")
+    for plan in plans:
+        lines += _plan_section(plan, output_dir, failures)
+    path = os.path.join(output_dir, REPORT_FILE)
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list[str]:
+    rows, columns, cells = [], [], {}
+    loaded = {}
+    for run in plan.runs:
+        if run.folder not in loaded:
+            loaded[run.folder] = _load(output_dir, run.folder)
+        results, _ = loaded[run.folder]
+        summary = result_at(results, run.result_key) if results else None
+        rows.append(run.row) if run.row not in rows else None
+        columns.append(run.column) if run.column not in columns else None
+        cells[run.row, run.column] = (summary, run)
+    paper_columns = [c for c in columns if any((plan.name, r, c) in PAPER_NUMBERS for r in rows)]
+    header = ["", *columns, *[f"paper {c}" for c in paper_columns]]
+    lines = [f"## {plan.title} (`{plan.name}`, budget `{plan.budget}`)", "", plan.description,
+             "", f"    python -m experiments.reproduce --experiment={plan.name} "
+             f"--budget={plan.budget} --data_dir=<data> --output_dir=<this folder>", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        values = [_cell(cells[row, c][0]) if (row, c) in cells else "" for c in columns]
+        paper = [("%.1f +- %.1f" % PAPER_NUMBERS[plan.name, row, c])
+                 if (plan.name, row, c) in PAPER_NUMBERS else "" for c in paper_columns]
+        lines.append("| " + " | ".join([row, *values, *paper]) + " |")
+    figure = _figure(plan, rows, columns, cells, output_dir)
+    if figure:
+        lines += ["", f"![{plan.title}]({figure})"]
+    lines += ["", "<details><summary>Runs: folders, steps, wall times, machine, "
+              "pictures</summary>", "",
+              "| folder | method | train steps | wall time | device | pictures |",
+              "|---|---|---|---|---|---|"]
+    for folder, (results, config) in loaded.items():
+        if results is None:
+            reason = failures.get(folder, "not run yet")
+            lines.append(f"| `{folder}` | not run: {reason[:160]} | | | | |")
+            continue
+        seconds = results.get("wall_times", {}).get("total_seconds", 0.0)
+        pictures = ", ".join(f"[{os.path.splitext(os.path.basename(p))[0]}]({folder}/{p})"
+                             for p in results.get("plots", []))
+        lines.append(f"| `{folder}` | {results.get('method')} | "
+                     f"{results.get('num_train_steps')} | {seconds / 60:.1f} min | "
+                     f"{config.get('device', '')} | {pictures} |")
+    total = sum(r.get("wall_times", {}).get("total_seconds", 0.0)
+                for r, _ in loaded.values() if r)
+    lines += ["", f"Wall time of the finished runs: {total / 3600:.2f} h.", "</details>", ""]
+    return lines
+
+
+def _figure(plan, rows, columns, cells, output_dir) -> str | None:
+    """A line plot against the rows' numbers (n, target-set size), else grouped bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    series = {c: [(cells[r, c][1].x, cells[r, c][0]) for r in rows
+                  if (r, c) in cells and cells[r, c][0] is not None] for c in columns}
+    if not any(series.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    if plan.x_label and all(x is not None for points in series.values() for x, _ in points):
+        for column, points in series.items():
+            if points:
+                xs = [x for x, _ in points]
+                ax.errorbar(xs, [100 * s["test_accuracy_mean"] for _, s in points],
+                            yerr=[100 * s["test_accuracy_std"] for _, s in points],
+                            marker="o", capsize=3, label=column)
+        for (name, row, column), (mean, std) in PAPER_NUMBERS.items():
+            if name == plan.name and (row, column) in cells:
+                ax.errorbar([cells[row, column][1].x], [mean], yerr=[std], marker="x",
+                            color="black", capsize=3, linestyle="none",
+                            label="paper" if not ax.get_legend_handles_labels()[1].count(
+                                "paper") else None)
+        ax.set_xlabel(plan.x_label)
+        if plan.log_x:
+            ax.set_xscale("log")
+    else:
+        width = 0.8 / max(len(columns), 1)
+        for index, column in enumerate(columns):
+            means = [100 * cells[r, column][0]["test_accuracy_mean"]
+                     if (r, column) in cells and cells[r, column][0] else np.nan for r in rows]
+            stds = [100 * cells[r, column][0]["test_accuracy_std"]
+                    if (r, column) in cells and cells[r, column][0] else 0.0 for r in rows]
+            ax.bar(np.arange(len(rows)) + index * width, means, width, yerr=stds, capsize=2,
+                   label=column)
+        ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, rows, rotation=20, ha="right",
+                      fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{plan.title} ({plan.budget} budget)")
+    ax.legend(fontsize=7)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    relative = f"{FIGURES_DIR}/{plan.name}_{plan.budget}.png"
+    os.makedirs(os.path.join(output_dir, FIGURES_DIR), exist_ok=True)
+    write_bytes_atomic(os.path.join(output_dir, relative), buffer.getvalue())
+    return relative

@@ -1,0 +1,92 @@
+"""Runs what an experiment plan still lacks: finished runs are skipped, interrupted
+ones resume from their checkpoints (run_experiment does), and a run that cannot start
+(its data is not on this machine, say) is recorded and the others go on."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import sys
+import time
+
+from kerasdistill.errors import DistillError
+from kerasdistill.experiment import ExperimentConfig, run_experiment
+from kerasdistill.files import read_json, write_json_atomic
+from kerasdistill.reproduction.plans import ExperimentPlan, PlannedRun
+
+STATUS_FILE = "reproduce_status.json"  # per output folder: why runs did not finish
+
+
+def result_at(results: dict, key: str | None) -> dict | None:
+    """The summary a planned cell reads: the run's own, or a transfer entry."""
+    if key is None:
+        return results if "test_accuracy_mean" in results else None
+    node = results
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
+    """results.json is there, of the planned epochs and test models, with every cell
+    the plan reads from it."""
+    path = os.path.join(folder, "results.json")
+    if not os.path.exists(path):
+        return False
+    results = read_json(path, "a run's results")
+    if results.get("epochs") != config.distill.epochs:
+        return False
+    if len(results.get("test_accuracies", [])) != config.test_repetitions:
+        return False
+    return all(result_at(results, key) is not None for key in keys)
+
+
+def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple]:
+    """{folder: (config, [result keys])} in plan order; `only`: a glob on the folder's
+    path below the output folder (e.g. "*/n100_*", "*fashion_mnist_to_mnist_n100_*")."""
+    folders: dict[str, tuple] = {}
+    for run in plan.runs:
+        if only and not fnmatch.fnmatch(run.folder, only):
+            continue
+        config, keys = folders.setdefault(run.folder, (run.config, []))
+        if config != run.config:
+            raise AssertionError(f"plan {plan.name} gives {run.folder} two configs")
+        keys.append(run.result_key)
+    return folders
+
+
+def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
+             only: str | None = None, verbose: bool = True) -> dict[str, str]:
+    """Runs every unfinished folder of `plan`; returns {folder: status} with status
+    "done", "skipped (finished)" or "failed: <reason>", and records the failures in
+    <output_dir>/reproduce_status.json for the report."""
+    statuses = {}
+    status_path = os.path.join(output_dir, STATUS_FILE)
+    recorded = read_json(status_path, "the reproduce status") if os.path.exists(
+        status_path) else {}
+    for folder, (config, keys) in folders_of(plan, only).items():
+        model_dir = os.path.join(output_dir, folder)
+        config = dataclasses.replace(config, data_dir=data_dir)
+        if is_finished(model_dir, config, keys):
+            statuses[folder] = "skipped (finished)"
+            recorded.pop(folder, None)
+            continue
+        if verbose:
+            print(f"[{plan.name}/{plan.budget}] {folder}", file=sys.stderr)
+        start = time.perf_counter()
+        try:
+            run_experiment(config, model_dir, verbose=verbose)
+        except DistillError as error:
+            statuses[folder] = f"failed: {error}"
+            recorded[folder] = str(error)
+            if verbose:
+                print(f"  not run: {error}", file=sys.stderr)
+        else:
+            statuses[folder] = f"done in {time.perf_counter() - start:.0f} s"
+            recorded.pop(folder, None)
+        os.makedirs(output_dir, exist_ok=True)
+        write_json_atomic(status_path, recorded)
+    return statuses

@@ -1,0 +1,104 @@
+"""experiments.reproduce: every experiment's smoke budget end to end on made-up data,
+the report it writes, and the plans' fidelity to SPEC 3's budget table."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_one_error, run_cli, write_fake_npz
+from kerasdistill.errors import DistillError
+from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
+                                             experiment_plan)
+from kerasdistill.reproduction.report import REPORT_FILE, write_report
+from kerasdistill.reproduction.runner import folders_of, run_plan
+
+# name -> (shape, classes, label offset, training examples)
+_FAKE = {"mnist": ((28, 28), 10, 0, 600), "fashion_mnist": ((28, 28), 10, 0, 600),
+         "kmnist": ((28, 28), 10, 0, 600), "emnist_letters": ((28, 28), 26, 1, 600),
+         "kuzushiji49": ((28, 28), 49, 0, 600), "cifar10": ((32, 32, 3), 10, 0, 600),
+         "cifar100": ((32, 32, 3), 100, 0, 1500), "cub200": ((40, 40, 3), 200, 0, 600)}
+
+
+@pytest.fixture(scope="module")
+def every_dataset(tmp_path_factory):
+    """Small made-up files for every registered dataset (CUB at 40x40: resized at load)."""
+    folder = tmp_path_factory.mktemp("data")
+    for seed, (name, (shape, classes, offset, count)) in enumerate(_FAKE.items()):
+        write_fake_npz(str(folder / f"{name}.npz"), num_train=count, shape=shape,
+                       num_classes=classes, seed=seed, label_offset=offset)
+    return str(folder)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_runs_at_the_smoke_budget_and_reports(name, every_dataset, tmp_path):
+    plan = experiment_plan(name, "smoke")
+    statuses = run_plan(plan, str(tmp_path), every_dataset, verbose=False)
+    assert statuses and all(s.startswith("done") for s in statuses.values()), statuses
+    report = open(write_report(str(tmp_path), [plan])).read()
+    assert f"`{name}`, budget `smoke`" in report
+    assert "not run" not in report  # every cell of the table has its number
+    for run in plan.runs:
+        assert f"| {run.row} |" in report
+    assert os.path.exists(tmp_path / "figures" / f"{name}_smoke.png")
+    # A second call finds everything finished and runs nothing.
+    again = run_plan(plan, str(tmp_path), every_dataset, verbose=False)
+    assert set(again.values()) == {"skipped (finished)"}
+
+
+def test_a_run_whose_data_is_missing_is_reported_and_the_rest_go_on(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_fake_npz(str(data / "cifar10.npz"), shape=(32, 32, 3))  # no cub200.npz
+    plan = experiment_plan("cross_dataset", "smoke")
+    statuses = run_plan(plan, str(tmp_path / "out"), str(data), only="*/cub200_to_cifar10_*",
+                        verbose=False)
+    assert statuses and all(s.startswith("failed") for s in statuses.values())
+    report = open(write_report(str(tmp_path / "out"), [plan])).read()
+    assert "not run: dataset 'cub200'" in report
+
+
+def test_paper_plans_follow_the_budget_table():
+    within = {os.path.basename(r.folder): r.config for r in
+              experiment_plan("within_mnist", "paper").runs}
+    for n, inner, epochs in ((10, 10, 400), (20, 10, 400), (50, 25, 400), (100, 50, 400),
+                             (200, 50, 800), (500, 50, 800)):
+        config = within[f"n{n}_ld"]
+        assert (config.distill.inner_batch_size, config.distill.epochs) == (inner, epochs)
+        assert config.architecture == "lenet" and config.test_repetitions == 20
+        assert config.distill.seed == 1234 and config.distill.outer_batch_size == 1024
+    cifar = {os.path.basename(r.folder): r.config
+             for r in experiment_plan("cifar100", "paper").runs}["n100_ld"]
+    assert (cifar.distill.inner_batch_size, cifar.distill.epochs, cifar.architecture) == (
+        100, 800, "alexnet")
+    cross = [r.config for r in experiment_plan("cross_dataset", "paper").runs
+             if "kuzushiji49" in r.folder and r.folder.endswith("_ld")]
+    assert {(c.distill.num_base_examples, c.distill.epochs) for c in cross} == {
+        (10, 100), (20, 100), (50, 100), (100, 100), (200, 200), (500, 200)}
+    assert all(c.base_selection == "auto" and c.source == "emnist_letters" for c in cross)
+
+
+def test_shared_folders_hold_one_config_and_the_paper_numbers_have_cells():
+    for budget in BUDGETS:
+        seen = {}
+        for name in EXPERIMENTS:
+            for folder, (config, _) in folders_of(experiment_plan(name, budget)).items():
+                # A folder shared by two experiments must be the same run in both,
+                # apart from the free (evaluation-only) settings.
+                free = dict(eval_architectures=(), eval_optimizers=(), step_offsets=())
+                key = config.__class__(**{**config.__dict__, **free})
+                assert seen.setdefault(folder, key) == key, folder
+    for name, row, column in PAPER_NUMBERS:
+        assert any(r.row == row and r.column == column
+                   for r in experiment_plan(name, "paper").runs)
+
+
+def test_unknown_experiment_and_budget_are_refused():
+    with pytest.raises(DistillError, match="unknown experiment"):
+        experiment_plan("within_svhn", "paper")
+    with pytest.raises(DistillError, match="budget must be"):
+        experiment_plan("within_mnist", "weekend")
+    assert_one_error(run_cli("experiments.reproduce", "--experiment=within_svhn"),
+                     "unknown experiment")
+    assert_one_error(run_cli("experiments.reproduce"), "--experiment is required")
