@@ -91,12 +91,20 @@ def test_one_meta_step_of_each_algorithm(architecture, algorithm):
     outer_labels = tf.constant(rng.integers(0, 10, 32), tf.int32)
     state = init_meta_state(solver, uniform_labels(20, 10), seed=0)
     step = make_meta_step(solver)
-    new_state, metrics = step(state, base_images, tf.range(10, dtype=tf.int32), outer_images,
-                              outer_labels)
-    labels = new_state.soft_labels.numpy()
-    assert np.all(np.isfinite(labels)) and np.isfinite(float(metrics.outer_loss))
-    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
-    assert np.abs(labels[:10] - 0.1).max() > 0      # the inner batch's labels moved
+    inner = tf.range(10, dtype=tf.int32)
+    new_state, metrics = step(state, base_images, inner, outer_images, outer_labels)
+    # The first Adam step moves each label by -lr * g / (|g| + eps) before the projection,
+    # with g the solver's hypergradient for the inner batch (checked against finite
+    # differences in test_hypergradient.py) and 0 for the other base images.
+    grad = solver.meta_gradient(state.learner, tf.gather(base_images, inner),
+                                tf.gather(state.soft_labels, inner), outer_images,
+                                outer_labels).inner_label_grad.numpy()
+    full = np.zeros((20, 10))
+    full[:10] = grad
+    moved = np.clip(0.1 - 1e-3 * full / (np.abs(full) + 1e-8), 0.0, 1.0)
+    expected = moved / moved.sum(1, keepdims=True)
+    np.testing.assert_allclose(new_state.soft_labels.numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert np.abs(grad).max() > 0 and np.isfinite(float(metrics.outer_loss))
     # ResNet's learner carries batch-norm statistics in its non-trainable state.
     if architecture == "resnet":
         assert len(new_state.learner.non_trainable) > 0
@@ -175,3 +183,39 @@ def test_resnet_predicts_with_batch_statistics_over_the_whole_outer_batch(algori
     lenet = build_solver(algorithm, ModelFactory("lenet", (32, 32, 3), 10),
                          outer_precision="float32", outer_splits=2)
     assert lenet.outer_splits == 2 and not lenet.predicts_with_batch_statistics()
+
+
+@pytest.mark.parametrize("architecture", ["alexnet", "lenet", "convnet"])
+def test_pytorch_default_initialisation_statistics(architecture):
+    """Kernels and biases uniform in +-1/sqrt(fan_in) (PyTorch's Conv2d/Linear default):
+    the bound holds, and the spread is a uniform's (std = bound / sqrt(3))."""
+    model = build_model(architecture, (32, 32, 3), 10, seed=4)
+    checked = 0
+    for layer in model.layers:
+        if type(layer).__name__ not in ("Conv2D", "Dense"):
+            continue
+        kernel = layer.kernel.numpy()
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        bound = 1 / np.sqrt(fan_in)
+        assert np.abs(kernel).max() <= bound * (1 + 1e-6)
+        if kernel.size >= 10_000:  # enough draws for the spread to be sharp
+            assert abs(kernel.std() / (bound / np.sqrt(3)) - 1) < 0.03
+        assert np.abs(layer.bias.numpy()).max() <= bound * (1 + 1e-6)
+        checked += 1
+    assert checked >= 4
+
+
+def test_alexnet_structure_is_the_papers():
+    model = build_model("alexnet", (32, 32, 3), 10, seed=0)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "ZeroPadding2D", "MaxPooling2D", "LocalResponseNormalization",
+                     "Conv2D", "LocalResponseNormalization", "ZeroPadding2D", "MaxPooling2D",
+                     "Flatten", "Dense", "Dense", "Dense"]
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [(c.filters, c.kernel_size, c.padding) for c in convs] == [(64, (5, 5), "same")] * 2
+    assert [layer.units for layer in model.layers if type(layer).__name__ == "Dense"] == [
+        384, 192, 10]
+    lrn = model.get_layer("lrn1")
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (4, 0.001 / 9.0, 0.75, 1.0)
+    assert model.count_params() == (5 * 5 * 3 * 64 + 64) + (5 * 5 * 64 * 64 + 64) + (
+        4096 * 384 + 384) + (384 * 192 + 192) + (192 * 10 + 10)

@@ -136,20 +136,38 @@ def _within_runs(budget: str, target: str, ns, methods=tuple(ALGORITHMS),
     return runs
 
 
+# Smoke: one baseline of each kind of code path (fixed labels, a trained teacher).
+_SMOKE_BASELINES = ("true_labels", "teacher")
+
+
+def _baselines(budget: str, within=True) -> tuple:
+    if budget == "smoke":
+        return _SMOKE_BASELINES if within else ("class_mapping", "teacher")
+    return WITHIN_BASELINES if within else CROSS_BASELINES
+
+
+def _n100(budget: str) -> int:
+    """The experiments "at n = 100": n = 10 at the smoke budget, whose 128 target images
+    cannot give 10 base images to every class."""
+    return 10 if budget == "smoke" else 100
+
+
 def _within(name: str, target: str, title: str, budget: str) -> ExperimentPlan:
     ns = {"paper": WITHIN_NS, "cpu": (10, 20, 50, 100), "smoke": (10,)}[budget]
     return ExperimentPlan(
         name, budget, title,
         f"LD and LD RR on {target} against true labels, label smoothing 0.1 and a trained "
         f"teacher's labels of the same base images (SPEC 5.1).",
-        tuple(_within_runs(budget, target, ns, folder_prefix=f"{name}_{budget}/")),
+        tuple(_within_runs(budget, target, ns, baselines=_baselines(budget),
+                           folder_prefix=f"{name}_{budget}/")),
         x_label="base examples n", log_x=True)
 
 
 def _cifar100(budget: str) -> ExperimentPlan:
     runs = []
     for method in ALGORITHMS:
-        for baseline in ("none", *WITHIN_BASELINES):
+        for baseline in ("none", *(("true_labels",) if budget == "smoke" else
+                                   WITHIN_BASELINES)):
             name = method if baseline == "none" else f"{method}_{baseline}"
             # Smoke: the whole (made-up) training split, so every class has a base image.
             config = _config(budget, "cifar100", 100, method, baseline,
@@ -173,7 +191,7 @@ def _cross_dataset(budget: str) -> ExperimentPlan:
         for n in ns:
             row = f"{source} -> {target}, n = {n}"
             for method in ALGORITHMS:
-                for baseline in ("none", *CROSS_BASELINES):
+                for baseline in ("none", *_baselines(budget, within=False)):
                     if method == "ld_rr" and baseline != "none":
                         continue  # the fixed labellings are judged by ordinary models
                     name = method if baseline == "none" else baseline
@@ -216,37 +234,37 @@ def _architecture_transfer(budget: str) -> ExperimentPlan:
 
 def _mnist_n100_evaluated_further(budget: str, name: str, title: str, description: str,
                                   kind: str) -> ExperimentPlan:
-    runs = []
+    runs, n = [], _n100(budget)
     for method in ALGORITHMS:
         if kind == "optimizer":
-            config = _config(budget, "mnist", 100, method, eval_optimizers=TRANSFER_OPTIMIZERS)
+            config = _config(budget, "mnist", n, method, eval_optimizers=TRANSFER_OPTIMIZERS)
             keys = [(f"optimizer_transfer/{transfer_key(o)}", transfer_key(o))
                     for o in TRANSFER_OPTIMIZERS] + [("optimizer_transfer/protocol_adam",
                                                       "protocol_adam")]
         else:
-            config = _config(budget, "mnist", 100, method, step_offsets=STEP_OFFSETS)
+            config = _config(budget, "mnist", n, method, step_offsets=STEP_OFFSETS)
             keys = [(f"step_offsets/{o}", f"{o:+d} steps") for o in STEP_OFFSETS]
         for key, column in keys:
-            runs.append(PlannedRun(f"within_mnist_{budget}/n100_{method}", config,
+            runs.append(PlannedRun(f"within_mnist_{budget}/n{n}_{method}", config,
                                    COLUMN_NAMES[method, "none"], column, result_key=key))
     return ExperimentPlan(name, budget, title, description, tuple(runs))
 
 
 def _target_set_size(budget: str) -> ExperimentPlan:
     sizes = (16, 64, None) if budget == "smoke" else TARGET_SET_SIZES
-    runs = []
+    runs, n = [], _n100(budget)
     for size in sizes:
         for method in ALGORITHMS:
             epochs = None
             if budget == "cpu":  # ~1,000 meta steps at most per run
                 steps_per_epoch = -(-(size or 50_000) // min(1024, size or 50_000))
                 epochs = min(400, -(-1000 // steps_per_epoch))
-            config = _config(budget, "mnist", 100, method, target_set_size=size)
+            config = _config(budget, "mnist", n, method, target_set_size=size)
             if epochs is not None:
                 config = dataclasses.replace(config, distill=dataclasses.replace(
                     config.distill, epochs=epochs))
             label = "all" if size is None else str(size)
-            folder = (f"within_mnist_{budget}/n100_{method}" if size is None
+            folder = (f"within_mnist_{budget}/n{n}_{method}" if size is None
                       else f"target_set_size_{budget}/size{size}_{method}")
             if budget == "cpu" and size is None:
                 folder = f"target_set_size_{budget}/size_all_{method}"
