@@ -309,9 +309,11 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
     target = split_target(target_raw, config.distill.seed, config.num_validation,
                           config.target_set_size)
     if config.source == config.target:
-        candidate_labels = target.train_labels
-        candidate_positions = target.train_positions
-        candidate_images = target_raw.train_images[target.train_positions]
+        # The whole training pool, not a target_set_size cut of it: the base images stay
+        # the same across target-set sizes (SPEC 5.5 varies the targets only).
+        candidate_positions = target.base_pool_positions
+        candidate_labels = target_raw.train_labels[candidate_positions]
+        candidate_images = target_raw.train_images[candidate_positions]
     else:
         source_raw = _load(config, config.source)
         candidate_labels = source_raw.train_labels
@@ -419,9 +421,11 @@ def _evaluate(config, factory, trainer, inputs: RunInputs, labels, num_steps, re
             factory, config.eval_optimizers, inputs.base_images, labels, num_steps,
             config.distill.inner_batch_size, transfer_seeds, target.test_images,
             target.test_labels)
-        # The protocol's own Adam (PyTorch's form), on the same seeds: the test models.
-        results["optimizer_transfer"]["protocol_adam"] = summary(
-            accuracies[:len(transfer_seeds)])
+        if config.algorithm == "second_order":
+            # The protocol's own Adam (PyTorch's form), on the same seeds: the test models
+            # (LD RR's are ridge-regression models, not comparable with model.fit LeNets).
+            results["optimizer_transfer"]["protocol_adam"] = summary(
+                accuracies[:len(transfer_seeds)])
     if config.eval_architectures or config.step_offsets or config.eval_optimizers:
         times["transfer_seconds"] = time.perf_counter() - transfer_start
 

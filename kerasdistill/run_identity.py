@@ -65,6 +65,9 @@ def run_identity(config: dict) -> dict:
     from kerasdistill.distill.resets import default_reset_window
     names, defaults = _settings()
     flat = {**defaults, **_flatten(config)}
+    if "emnist_orientation" not in config:
+        # Written before 0.4, whose runs saw EMNIST upright (transposed back at load).
+        flat["emnist_orientation"] = "upright"
     if flat.get("num_validation") is None:
         flat["num_validation"] = get_dataset_spec(flat["target"]).num_validation
     if flat.get("distill.reset_window") is None:

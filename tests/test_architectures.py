@@ -165,13 +165,24 @@ def test_alexnet_pools_align_with_pytorch_padding():
 
 @pytest.mark.parametrize("algorithm", ["second_order", "ridge_regression"])
 def test_resnet_predicts_with_batch_statistics_over_the_whole_outer_batch(algorithm):
+    """As the authors' code: the outer pass normalises over the whole outer batch for both
+    algorithms; second-order models predict with batch statistics (BatchNorm2d_fw),
+    LD RR models with running averages (nn.BatchNorm2d after eval())."""
     solver = build_solver(algorithm, ModelFactory("resnet", (32, 32, 3), 10),
                           outer_precision="float32", outer_splits=2)
-    assert solver.outer_splits == 1 and solver.predicts_with_batch_statistics()
+    assert solver.outer_splits == 1
+    assert solver.predicts_with_batch_statistics() == (algorithm == "second_order")
     learner = solver.init_learner(0)
     images = tf.constant(np.random.default_rng(2).normal(size=(8, 32, 32, 3)), tf.float32)
     # (LD RR's classifier starts at zero: its features show what batch norm does.)
-    network = solver.network if algorithm == "second_order" else solver.features
+    if algorithm == "ridge_regression":  # running averages: no batch dependence
+        learner = solver.train_step(learner, images, tf.constant(np.eye(10)[:8], tf.float32))
+        logits = solver.predict(learner, images).numpy()
+        assert np.abs(logits).max() > 0
+        np.testing.assert_allclose(solver.predict(learner, images[:4]).numpy(), logits[:4],
+                                   atol=1e-5)
+        return
+    network = solver.network
     whole = network.predict(learner.weights, learner.non_trainable, images).numpy()
     # Batch statistics: the same images predicted in another batch give other outputs...
     part = network.predict(learner.weights, learner.non_trainable, images[:4]).numpy()

@@ -45,6 +45,17 @@ def test_more_source_classes_cover_every_target_and_the_rest_go_to_their_best():
     mapping = best_class_mapping(confusion)
     assert set(mapping.tolist()) == {0, 1}
     np.testing.assert_array_equal(mapping, [0, 1, 0, 1])
+    # Covering target 1 by its best source alone is not the best map here.
+    np.testing.assert_array_equal(best_class_mapping(np.array([[10, 9, 0], [0, 8, 1]])),
+                                  [0, 0, 1])
+    rng = np.random.default_rng(7)
+    for _ in range(5):  # against every map from 5 source classes onto 3 target classes
+        confusion = rng.integers(0, 30, (3, 5))
+        onto = [m for m in itertools.product(range(3), repeat=5) if len(set(m)) == 3]
+        best = max(confusion[list(m), range(5)].sum() for m in onto)
+        mapping = best_class_mapping(confusion)
+        assert set(mapping.tolist()) == {0, 1, 2}
+        assert confusion[mapping, np.arange(5)].sum() == best
 
 
 def test_teacher_budget_refuses_bad_settings():

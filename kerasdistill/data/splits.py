@@ -24,7 +24,9 @@ class TargetSplits:
     """The target dataset, normalised, split as SPEC section 3 says.
 
     `train_positions` and `validation_positions` are indices into the official
-    train split, so results can name the exact images.
+    train split, so results can name the exact images. `pool_positions` are all the
+    training positions before a `target_set_size` cut: within a dataset the base examples
+    come from them, so every target-set size distils labels for the same base images.
     """
 
     spec: DatasetSpec
@@ -36,6 +38,11 @@ class TargetSplits:
     validation_positions: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    pool_positions: np.ndarray | None = None  # None: train_positions
+
+    @property
+    def base_pool_positions(self) -> np.ndarray:
+        return self.train_positions if self.pool_positions is None else self.pool_positions
 
 
 def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
@@ -58,7 +65,7 @@ def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
             f"{num_official} training examples")
     permutation = rng_for(seed, SPLIT).permutation(num_official)
     validation_positions = np.sort(permutation[:num_validation])
-    train_positions = np.sort(permutation[num_validation:])
+    train_positions = pool_positions = np.sort(permutation[num_validation:])
     if target_set_size is not None:
         if not 0 < target_set_size <= len(train_positions):
             raise DistillError(
@@ -75,7 +82,7 @@ def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
         validation_labels=raw.train_labels[validation_positions],
         validation_positions=validation_positions,
         test_images=normalize_images(raw.test_images, spec),
-        test_labels=raw.test_labels)
+        test_labels=raw.test_labels, pool_positions=pool_positions)
 
 
 def select_base_examples(labels: np.ndarray, num_base_examples: int, num_classes: int,

@@ -55,7 +55,8 @@ class FunctionalModel:
 
     def predict(self, weights, non_trainable, images):
         """Logits of a trained model: batch norm on the batch's own statistics, as the
-        authors' models predict (their batch norm is always in training mode)."""
+        authors' second-order models predict (their BatchNorm2d_fw is always in training
+        mode; their LD RR models use running averages, ridge_regression.py)."""
         logits, _ = self(weights, non_trainable, images, training=self.uses_batch_statistics)
         return logits
 

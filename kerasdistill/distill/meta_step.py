@@ -92,12 +92,12 @@ def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
                                    tf.shape(state.soft_labels))
         (soft_labels,), label_optimizer = adam_update(
             [state.soft_labels], [label_grad], state.label_optimizer, label_learning_rate)
-        soft_labels = project_to_simplex_rows(soft_labels)
+        projected = project_to_simplex_rows(soft_labels)
         learner = solver.after_label_update(step, state.learner, inner_images, inner_labels,
-                                            tf.gather(soft_labels, inner_indices))
-        new_state = MetaState(soft_labels, label_optimizer, learner)
+                                            tf.gather(projected, inner_indices))
+        new_state = MetaState(projected, label_optimizer, learner)
         finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in
-                           (outer_loss, inner_label_grad, new_state.soft_labels)])
+                           (outer_loss, inner_label_grad, soft_labels)])
         return new_state, StepMetrics(outer_loss, outer_error, step.inner_loss, finite)
 
     return meta_step

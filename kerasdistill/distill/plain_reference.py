@@ -33,6 +33,14 @@ def plain_lenet_logits(weights, images):
     return plain_lenet_features(weights[:8], images) @ weights[8] + weights[9]
 
 
+def _label_update(soft_labels, label_grad, label_optimizer: AdamState, learning_rate):
+    """SPEC 2's label update: Adam, then clip to [0, 1] and renormalise each row."""
+    (new_labels,), label_optimizer = adam_update([soft_labels], [label_grad], label_optimizer,
+                                                 learning_rate)
+    new_labels = tf.clip_by_value(new_labels, 0.0, 1.0)
+    return new_labels / tf.reduce_sum(new_labels, axis=-1, keepdims=True), label_optimizer
+
+
 def plain_meta_step(soft_labels, label_optimizer: AdamState, weights, weight_optimizer: AdamState,
                     base_images, inner_indices, outer_images, outer_labels,
                     inner_learning_rate=0.01, learning_rate=1e-3):
@@ -51,11 +59,9 @@ def plain_meta_step(soft_labels, label_optimizer: AdamState, weights, weight_opt
         outer_logits = plain_lenet_logits(fast_weights, outer_images)
         outer_loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(outer_labels, outer_logits))
-    label_grad = label_tape.gradient(outer_loss, soft_labels)
-    (new_labels,), label_optimizer = adam_update([soft_labels], [label_grad], label_optimizer,
-                                                 learning_rate)
-    new_labels = tf.clip_by_value(new_labels, 0.0, 1.0)
-    new_labels = new_labels / tf.reduce_sum(new_labels, axis=-1, keepdims=True)
+    new_labels, label_optimizer = _label_update(
+        soft_labels, label_tape.gradient(outer_loss, soft_labels), label_optimizer,
+        learning_rate)
     weights, weight_optimizer = adam_update(weights, grads, weight_optimizer, learning_rate)
     return new_labels, label_optimizer, list(weights), weight_optimizer
 
@@ -87,11 +93,9 @@ def plain_ridge_meta_step(soft_labels, label_optimizer: AdamState, weights,
             scale * new_classifier)
         outer_loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(outer_labels, outer_logits))
-    label_grad = label_tape.gradient(outer_loss, soft_labels)
-    (new_labels,), label_optimizer = adam_update([soft_labels], [label_grad], label_optimizer,
-                                                 learning_rate)
-    new_labels = tf.clip_by_value(new_labels, 0.0, 1.0)
-    new_labels = new_labels / tf.reduce_sum(new_labels, axis=-1, keepdims=True)
+    new_labels, label_optimizer = _label_update(
+        soft_labels, label_tape.gradient(outer_loss, soft_labels), label_optimizer,
+        learning_rate)
     new_inner = tf.gather(new_labels, inner_indices)
     with tf.GradientTape() as tape:
         tape.watch(weights)

@@ -148,10 +148,13 @@ class RidgeRegressionSolver(InnerSolver):
         return self._learn(learner, images, soft_labels, soft_labels)[1]
 
     def predicts_with_batch_statistics(self) -> bool:
-        return self.features.uses_batch_statistics
+        # The authors' LD RR models use nn.BatchNorm2d and call eval() before measuring:
+        # running averages at prediction (batch statistics in the meta steps, as there).
+        return False
 
     def predict(self, learner: RidgeLearnerState, images) -> tf.Tensor:
-        features = self.features.predict(learner.weights, learner.non_trainable, images)
+        features, _ = self.features(learner.weights, learner.non_trainable, images,
+                                    training=False)
         # Evaluation models predict with [g(x), 1] W (SPEC 2b); s > 0 would not
         # change the argmax anyway.
         return self._logits(features, learner.classifier, tf.ones([], learner.classifier.dtype))

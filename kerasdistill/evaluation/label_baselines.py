@@ -17,7 +17,6 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
 from kerasdistill.data.splits import TargetSplits
@@ -111,19 +110,24 @@ def uniform_labels(num_examples: int, num_classes: int) -> np.ndarray:
 
 def best_class_mapping(confusion: np.ndarray) -> np.ndarray:
     """For a confusion matrix counts[target class, source class], the source -> target
-    map that makes the most target examples right.
+    map with the most target examples right, among the maps that are one-to-one.
 
-    With as many source as target classes it is one-to-one (an assignment problem).
-    With more source classes, every target class gets one source class by the
-    assignment and each remaining source class goes to its most frequent target
-    class; with fewer, the map is one-to-one into the target classes.
+    With as many source as target classes it is a permutation (an assignment problem).
+    With more source classes (letters -> digits) one-to-one is impossible: the map must
+    then reach every target class, and the best such map is again an assignment, of the
+    sources to T columns "target t" (worth counts[t, s]) and S - T free columns (worth
+    counts' best for s, taken by the sources mapped where they fit best). With fewer
+    source classes the map is one-to-one into the target classes.
     """
     num_target, num_source = confusion.shape
-    target_of, source_of = linear_sum_assignment(-confusion.T.astype(np.float64))
-    mapping = np.full(num_source, -1, np.int64)
-    mapping[target_of] = source_of
-    unassigned = mapping < 0
-    mapping[unassigned] = np.argmax(confusion[:, unassigned], axis=0)
+    values = confusion.T.astype(np.float64)                  # source x target
+    if num_source > num_target:
+        free = np.repeat(values.max(axis=1, keepdims=True), num_source - num_target, axis=1)
+        values = np.concatenate([values, free], axis=1)      # square: S x S
+    sources, columns = linear_sum_assignment(-values)
+    mapping = np.empty(num_source, np.int64)
+    mapping[sources] = np.where(columns < num_target, columns,
+                                np.argmax(confusion[:, sources], axis=0))
     return mapping
 
 
@@ -141,15 +145,11 @@ def class_mapping_labels(source_trainer: EvaluationTrainer, base_source_labels,
     examples right win. `source_trainer` trains models with num_source_classes outputs.
     """
     one_hot = np.eye(num_source_classes, dtype=np.float32)[np.asarray(base_source_labels)]
-    solver = source_trainer.solver
-    learner, done, best = solver.init_learner(seed), 0, None
-    predict = tf.function(solver.predict, reduce_retracing=True)
+    learner, done, best = source_trainer.solver.init_learner(seed), 0, None
     for steps in checkpoints:
         learner = source_trainer.train(learner, one_hot, steps - done, seed, first_step=done)
         done = steps
-        predicted = np.concatenate([
-            np.argmax(predict(learner, tf.constant(target.validation_images[i:i + 2000])), -1)
-            for i in range(0, len(target.validation_images), 2000)])
+        predicted = source_trainer.predictions(learner, target.validation_images)
         confusion = np.zeros((num_target_classes, num_source_classes), np.int64)
         np.add.at(confusion, (target.validation_labels, predicted), 1)
         mapping = best_class_mapping(confusion)

@@ -66,6 +66,9 @@ class EvaluationTrainer:
         def count_errors(learner, images, labels):
             return _misclassified(solver.predict(learner, images), labels)
 
+        def predicted_classes(learner, images):
+            return tf.argmax(solver.predict(learner, images), axis=-1)
+
         def train_stacked(learners, soft_labels, num_steps, seeds):
             def take_step(step, learners):
                 indices = tf.stack([random_subset(num_base, self.inner_batch_size,
@@ -85,6 +88,7 @@ class EvaluationTrainer:
         # Not reduce_retracing: the number of models must stay a static shape.
         self._train_stacked = tf.function(train_stacked)
         self._count_errors = tf.function(count_errors, reduce_retracing=True)
+        self._predicted_classes = tf.function(predicted_classes, reduce_retracing=True)
 
     def train(self, learner, soft_labels, num_steps: int, seed: int, first_step: int = 0):
         """Continues training `learner` for num_steps steps (0 leaves it as it is)."""
@@ -94,9 +98,28 @@ class EvaluationTrainer:
                            tf.constant(num_steps, tf.int32), tf.constant(seed, tf.int32),
                            tf.constant(first_step, tf.int32))
 
+    def _prediction_order(self, count: int) -> np.ndarray | None:
+        """The fixed random order that models with batch statistics predict in."""
+        return np.random.default_rng(count).permutation(count) if self.batch_statistics \
+            else None
+
+    def predictions(self, learner, images: np.ndarray) -> np.ndarray:
+        """Predicted classes of `images`, in their order (batched as error_rate does)."""
+        order = self._prediction_order(len(images))
+        shuffled = images if order is None else images[order]
+        classes = np.concatenate([
+            self._predicted_classes(learner, tf.convert_to_tensor(
+                shuffled[start:start + self.predict_batch_size])).numpy()
+            for start in range(0, len(images), self.predict_batch_size)])
+        if order is None:
+            return classes
+        unshuffled = np.empty_like(classes)
+        unshuffled[order] = classes
+        return unshuffled
+
     def error_rate(self, learner, images: np.ndarray, labels: np.ndarray) -> float:
-        if self.batch_statistics:
-            order = np.random.default_rng(len(images)).permutation(len(images))
+        order = self._prediction_order(len(images))
+        if order is not None:
             images, labels = images[order], labels[order]
         errors = 0
         for start in range(0, len(images), self.predict_batch_size):

@@ -42,6 +42,12 @@ def base_images_of(source_train_images: np.ndarray, indices, target_shape) -> np
                         tuple(target_shape))
 
 
+def _emnist_orientation(config: dict) -> str:
+    """How the run's models saw EMNIST: its config says, or (written before 0.4, which
+    transposed EMNIST back at load) upright."""
+    return config.get("emnist_orientation", "upright")
+
+
 def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
     """distilled_set.json: the recipe the labels were selected with, and provenance."""
     target = get_dataset_spec(config["target"])
@@ -54,7 +60,7 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
         "num_classes": target.num_classes, "image_shape": list(target.image_shape),
         "mean": list(target.mean), "std": list(target.std),
         # EMNIST is stored transposed; these images are as the run's models saw them.
-        "source_images_orientation": (config.get("emnist_orientation", "as_stored")
+        "source_images_orientation": (_emnist_orientation(config)
                                       if source.stored_transposed else "as_stored"),
         "num_train_steps": int(results["num_train_steps"]),
         "inner_batch_size": int(distill["inner_batch_size"]),
@@ -135,7 +141,7 @@ def export_run(model_dir: str, output_dir: str | None = None, data_dir: str | No
     source_name = config.get("source") or config["target"]
     source = load_dataset(source_name, data_dir if data_dir is not None else
                           config.get("data_dir"), download,
-                          config.get("emnist_orientation", "as_stored"),
+                          _emnist_orientation(config),
                           config.get("npz_orientation", "as_stored"))
     indices = np.asarray(results["base_indices"], np.int64)
     if len(indices) and (indices.min() < 0 or indices.max() >= len(source.train_labels)):

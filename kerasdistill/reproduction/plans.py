@@ -112,8 +112,24 @@ def _cpu_epochs(target: str, paper_epochs: int) -> int:
     return max(5, paper_epochs // (160 if colour else 20))
 
 
+def _evaluated_further(budget: str, target: str, n: int, method: str, baseline: str,
+                       source: str | None) -> dict:
+    """The evaluation-only settings of the folders that several experiments share: each
+    such folder carries all of them, whichever experiment runs it, so one experiment's
+    run never drops another's entries from results.json."""
+    if source is not None or baseline not in ("none", "true_labels"):
+        return {}
+    if target == "mnist" and n == _n100(budget) and baseline == "none":
+        return {"eval_optimizers": TRANSFER_OPTIMIZERS, "step_offsets": STEP_OFFSETS}
+    if target == "cifar10" and method == "ld":
+        return {"eval_architectures": TRANSFER_ARCHITECTURES}
+    return {}
+
+
 def _config(budget: str, target: str, n: int, method: str, baseline: str = "none",
             source: str | None = None, epochs: int | None = None, **changes) -> ExperimentConfig:
+    if not changes.get("target_set_size") and epochs is None:
+        changes = {**_evaluated_further(budget, target, n, method, baseline, source), **changes}
     settings = _budget_settings(budget, target, n, epochs)
     architecture = changes.pop("architecture", protocol_budget(target, n).architecture)
     experiment = {**settings["experiment"], **changes}
@@ -217,8 +233,7 @@ def _architecture_transfer(budget: str) -> ExperimentPlan:
     runs = []
     for n in ns:
         for method, baseline in (("ld", "none"), ("ld", "true_labels")):
-            config = _config(budget, "cifar10", n, method, baseline,
-                             eval_architectures=TRANSFER_ARCHITECTURES)
+            config = _config(budget, "cifar10", n, method, baseline)
             name = "ld" if baseline == "none" else f"ld_{baseline}"
             folder = f"within_cifar10_{budget}/n{n}_{name}"
             label = COLUMN_NAMES[method, baseline]
@@ -236,13 +251,13 @@ def _mnist_n100_evaluated_further(budget: str, name: str, title: str, descriptio
                                   kind: str) -> ExperimentPlan:
     runs, n = [], _n100(budget)
     for method in ALGORITHMS:
+        config = _config(budget, "mnist", n, method)
         if kind == "optimizer":
-            config = _config(budget, "mnist", n, method, eval_optimizers=TRANSFER_OPTIMIZERS)
             keys = [(f"optimizer_transfer/{transfer_key(o)}", transfer_key(o))
-                    for o in TRANSFER_OPTIMIZERS] + [("optimizer_transfer/protocol_adam",
-                                                      "protocol_adam")]
+                    for o in TRANSFER_OPTIMIZERS]
+            if method == "ld":  # LD RR's own test models are not model.fit LeNets
+                keys.append(("optimizer_transfer/protocol_adam", "protocol_adam"))
         else:
-            config = _config(budget, "mnist", n, method, step_offsets=STEP_OFFSETS)
             keys = [(f"step_offsets/{o}", f"{o:+d} steps") for o in STEP_OFFSETS]
         for key, column in keys:
             runs.append(PlannedRun(f"within_mnist_{budget}/n{n}_{method}", config,
@@ -251,29 +266,31 @@ def _mnist_n100_evaluated_further(budget: str, name: str, title: str, descriptio
 
 
 def _target_set_size(budget: str) -> ExperimentPlan:
+    # Smoke: the largest "size" is the smoke budget's own 128, the within-dataset run.
     sizes = (16, 64, None) if budget == "smoke" else TARGET_SET_SIZES
     runs, n = [], _n100(budget)
     for size in sizes:
         for method in ALGORITHMS:
-            epochs = None
-            if budget == "cpu":  # ~1,000 meta steps at most per run
-                steps_per_epoch = -(-(size or 50_000) // min(1024, size or 50_000))
-                epochs = min(400, -(-1000 // steps_per_epoch))
-            config = _config(budget, "mnist", n, method, target_set_size=size)
-            if epochs is not None:
-                config = dataclasses.replace(config, distill=dataclasses.replace(
-                    config.distill, epochs=epochs))
+            folder = f"target_set_size_{budget}/size{size or '_all'}_{method}"
+            if size is None and budget != "cpu":
+                config = _config(budget, "mnist", n, method)  # the within-dataset run itself
+                folder = f"within_mnist_{budget}/n{n}_{method}"
+            elif budget == "cpu":  # ~1,000 meta steps at most per run
+                total = size or 50_000
+                epochs = min(400, -(-1000 // -(-total // min(1024, total))))
+                config = _config(budget, "mnist", n, method, epochs=epochs,
+                                 **({"target_set_size": size} if size else {}))
+            else:
+                config = _config(budget, "mnist", n, method, target_set_size=size)
             label = "all" if size is None else str(size)
-            folder = (f"within_mnist_{budget}/n{n}_{method}" if size is None
-                      else f"target_set_size_{budget}/size{size}_{method}")
-            if budget == "cpu" and size is None:
-                folder = f"target_set_size_{budget}/size_all_{method}"
             runs.append(PlannedRun(folder, config, f"{label} target examples",
-                                   COLUMN_NAMES[method, "none"], x=size or 50_000))
+                                   COLUMN_NAMES[method, "none"],
+                                   x=size or (128 if budget == "smoke" else 50_000)))
     return ExperimentPlan(
         "target_set_size", budget, "Target-set size (MNIST, n = 100)",
         "LD from 100 up to all 50,000 MNIST training examples (SPEC 5.5), 400 epochs over "
         "each as the reference code does (at the cpu budget: at most ~1,000 meta steps). "
+        "The same 100 base images for every size, drawn from the whole training split. "
         "The paper's runs took their base images from EMNIST letters; these from MNIST.",
         tuple(runs), x_label="target examples", log_x=True)
 

@@ -35,20 +35,28 @@ def _cell(summary: dict | None) -> str:
 
 
 def plans_present(output_dir: str) -> list[ExperimentPlan]:
-    """The plans with at least one finished run in output_dir, in EXPERIMENTS order."""
+    """The plans with a result of their own in output_dir, in EXPERIMENTS order: a
+    finished run in one of their own folders, or a transfer entry they read (a finished
+    within-dataset run alone does not make the experiments sharing it present)."""
     present = []
     for budget in BUDGETS:
         for name in EXPERIMENTS:
             plan = experiment_plan(name, budget)
-            if any(os.path.exists(os.path.join(output_dir, run.folder, "results.json"))
-                   for run in plan.runs):
-                present.append(plan)
+            own = f"{plan.name}_{plan.budget}/"
+            for run in plan.runs:
+                if run.result_key is None and not run.folder.startswith(own):
+                    continue
+                results, _ = _load(output_dir, run.folder)
+                if results and result_at(results, run.result_key) is not None:
+                    present.append(plan)
+                    break
     return present
 
 
 def write_report(output_dir: str, plans: list[ExperimentPlan] | None = None) -> str:
     """Writes <output_dir>/REPORT.md (and its figures) for `plans` (default: every plan
     with a finished run there); returns the report's path."""
+    os.makedirs(output_dir, exist_ok=True)
     plans = plans_present(output_dir) if plans is None else plans
     status_path = os.path.join(output_dir, STATUS_FILE)
     failures = read_json(status_path, "the reproduce status") if os.path.exists(

@@ -11,9 +11,10 @@ import sys
 import time
 
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import ExperimentConfig, run_experiment
+from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
 from kerasdistill.files import read_json, write_json_atomic
-from kerasdistill.reproduction.plans import ExperimentPlan, PlannedRun
+from kerasdistill.reproduction.plans import ExperimentPlan
+from kerasdistill.run_identity import run_identity
 
 STATUS_FILE = "reproduce_status.json"  # per output folder: why runs did not finish
 
@@ -31,12 +32,14 @@ def result_at(results: dict, key: str | None) -> dict | None:
 
 
 def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
-    """results.json is there, of the planned epochs and test models, with every cell
-    the plan reads from it."""
+    """results.json is there, of this run (its identity), the planned epochs and test
+    models, with every cell the plan reads from it."""
     path = os.path.join(folder, "results.json")
     if not os.path.exists(path):
         return False
     results = read_json(path, "a run's results")
+    if results.get("run_identity") != run_identity(to_json_dict(config.resolved())):
+        return False  # another run's numbers: run_experiment will say what differs
     if results.get("epochs") != config.distill.epochs:
         return False
     if len(results.get("test_accuracies", [])) != config.test_repetitions:
@@ -79,11 +82,14 @@ def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
         start = time.perf_counter()
         try:
             run_experiment(config, model_dir, verbose=verbose)
-        except DistillError as error:
-            statuses[folder] = f"failed: {error}"
-            recorded[folder] = str(error)
+        except Exception as error:  # noqa: BLE001 - one run's failure (bad input, out of
+            # memory, a TensorFlow error) is recorded and the other runs go on
+            reason = str(error) if isinstance(error, DistillError) else (
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            statuses[folder] = f"failed: {reason}"
+            recorded[folder] = reason
             if verbose:
-                print(f"  not run: {error}", file=sys.stderr)
+                print(f"  not run: {reason}", file=sys.stderr)
         else:
             statuses[folder] = f"done in {time.perf_counter() - start:.0f} s"
             recorded.pop(folder, None)
