@@ -64,7 +64,6 @@ def test_convnet_structure_and_parameter_count(shape, params, features):
 
 def test_convnet_normalises_each_image_and_channel_on_its_own():
     import keras
-    import tensorflow as tf
     from kerasdistill.models import build_model
     model = build_model("convnet", (32, 32, 3), 10, seed=1)
     images = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
