@@ -11,7 +11,7 @@ from tests.conftest import assert_one_error, run_cli, write_fake_npz
 from kerasdistill.errors import DistillError
 from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
                                              experiment_plan)
-from kerasdistill.reproduction.report import write_report
+from kerasdistill.reproduction.report import device_summary, run_wall_seconds, write_report
 from kerasdistill.reproduction.runner import folders_of, run_plan
 
 # name -> (shape, classes, label offset, training examples)
@@ -135,3 +135,26 @@ def test_every_target_set_size_distils_labels_for_the_same_base_images(every_dat
     indices = {folder: json.load(open(tmp_path / folder / "results.json"))["base_indices"]
                for folder in statuses}
     assert len({tuple(v) for v in indices.values()}) == 1, indices
+
+
+def test_a_resumed_runs_wall_time_counts_every_session():
+    # The last session's total_seconds (38 min) is not the run's: its checkpointed
+    # meta-training and validation seconds say it took 140 min.
+    resumed = {"wall_times": {"data_seconds": 14.0, "meta_train_seconds": 5578.0,
+                              "validation_seconds": 550.0, "test_seconds": 362.0,
+                              "transfer_seconds": 1894.0, "total_seconds": 2281.0}}
+    assert run_wall_seconds(resumed) == pytest.approx(8398.0)
+    one_session = {"wall_times": {"data_seconds": 1.0, "teacher_seconds": 130.0,
+                                  "test_seconds": 157.0, "total_seconds": 290.0}}
+    assert run_wall_seconds(one_session) == 290.0
+    assert run_wall_seconds({}) == 0.0
+
+
+def test_the_report_names_the_device_in_words():
+    avx2 = {"cpu_model": "AMD EPYC", "cpu_count": 2, "avx512f": False, "avx2": True,
+            "avx512_bf16": False, "TF_ENABLE_ONEDNN_OPTS": "1", "gpus": []}
+    assert device_summary(avx2) == "AMD EPYC, 2 cores, AVX2, oneDNN on"
+    gpu = {**avx2, "avx512f": True, "avx512_bf16": True, "TF_ENABLE_ONEDNN_OPTS": None,
+           "gpus": [{"name": "/physical_device:GPU:0", "model": "NVIDIA H200"}]}
+    assert device_summary(gpu) == "AMD EPYC, 2 cores, AVX-512 BF16, oneDNN default; NVIDIA H200"
+    assert device_summary({}) == ""

@@ -34,6 +34,28 @@ def _cell(summary: dict | None) -> str:
             f"{100 * summary['test_accuracy_std']:.2f}")
 
 
+def run_wall_seconds(results: dict) -> float:
+    """A run's wall time over all the sessions it took. `total_seconds` is the last
+    process's alone, while the distillation's meta-training and validation seconds are
+    carried through checkpoints; so a resumed run is the sum of its phases."""
+    times = results.get("wall_times", {})
+    phases = sum(v for k, v in times.items() if k != "total_seconds")
+    return max(times.get("total_seconds", 0.0), phases)
+
+
+def device_summary(device: dict) -> str:
+    """config.json's device record in a few words: CPU, its vector units, oneDNN, GPUs."""
+    if not device:
+        return ""
+    units = "AVX-512" + (" BF16" if device.get("avx512_bf16") else "") \
+        if device.get("avx512f") else ("AVX2" if device.get("avx2") else "no AVX2")
+    onednn = {"1": "on", "0": "off"}.get(str(device.get("TF_ENABLE_ONEDNN_OPTS")), "default")
+    words = [f"{device.get('cpu_model', '?')}, {device.get('cpu_count', '?')} cores, {units}, "
+             f"oneDNN {onednn}"]
+    words += [gpu.get("model") or gpu.get("name", "GPU") for gpu in device.get("gpus", [])]
+    return "; ".join(words)
+
+
 def plans_present(output_dir: str) -> list[ExperimentPlan]:
     """The plans with a result of their own in output_dir, in EXPERIMENTS order: a
     finished run in one of their own folders, or a transfer entry they read (a finished
@@ -109,14 +131,13 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
             reason = failures.get(folder, "not run yet")
             lines.append(f"| `{folder}` | not run: {reason[:160]} | | | | |")
             continue
-        seconds = results.get("wall_times", {}).get("total_seconds", 0.0)
+        seconds = run_wall_seconds(results)
         pictures = ", ".join(f"[{os.path.splitext(os.path.basename(p))[0]}]({folder}/{p})"
                              for p in results.get("plots", []))
         lines.append(f"| `{folder}` | {results.get('method')} | "
                      f"{results.get('num_train_steps')} | {seconds / 60:.1f} min | "
-                     f"{config.get('device', '')} | {pictures} |")
-    total = sum(r.get("wall_times", {}).get("total_seconds", 0.0)
-                for r, _ in loaded.values() if r)
+                     f"{device_summary(config.get('device', {}))} | {pictures} |")
+    total = sum(run_wall_seconds(r) for r, _ in loaded.values() if r)
     lines += ["", f"Wall time of the finished runs: {total / 3600:.2f} h.", "</details>", ""]
     return lines
 
