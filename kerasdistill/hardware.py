@@ -95,6 +95,19 @@ def machine_description() -> dict:
             ONEDNN_VARIABLE: os.environ.get(ONEDNN_VARIABLE)}
 
 
+def device_summary(device: dict) -> str:
+    """config.json's device record in a few words: CPU, its vector units, oneDNN, GPUs."""
+    if not device:
+        return ""
+    units = "AVX-512" + (" BF16" if device.get("avx512_bf16") else "") \
+        if device.get("avx512f") else ("AVX2" if device.get("avx2") else "no AVX2")
+    onednn = {"1": "on", "0": "off"}.get(str(device.get(ONEDNN_VARIABLE)), "default")
+    words = [f"{device.get('cpu_model', '?')}, {device.get('cpu_count', '?')} cores, {units}, "
+             f"oneDNN {onednn}"]
+    words += [gpu.get("model") or gpu.get("name", "GPU") for gpu in device.get("gpus", [])]
+    return "; ".join(words)
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_has_fast_bfloat16() -> bool:
     """True when the CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX),

@@ -11,7 +11,8 @@ from tests.conftest import assert_one_error, run_cli, write_fake_npz
 from kerasdistill.errors import DistillError
 from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
                                              experiment_plan)
-from kerasdistill.reproduction.report import device_summary, run_wall_seconds, write_report
+from kerasdistill.hardware import device_summary
+from kerasdistill.reproduction.report import run_wall_seconds, write_report
 from kerasdistill.reproduction.runner import folders_of, run_plan
 
 # name -> (shape, classes, label offset, training examples)

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from kerasdistill.files import read_json, write_bytes_atomic
+from kerasdistill.hardware import device_summary
 from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
                                              ExperimentPlan, experiment_plan)
 from kerasdistill.reproduction.runner import STATUS_FILE, result_at
@@ -41,19 +42,6 @@ def run_wall_seconds(results: dict) -> float:
     times = results.get("wall_times", {})
     phases = sum(v for k, v in times.items() if k != "total_seconds")
     return max(times.get("total_seconds", 0.0), phases)
-
-
-def device_summary(device: dict) -> str:
-    """config.json's device record in a few words: CPU, its vector units, oneDNN, GPUs."""
-    if not device:
-        return ""
-    units = "AVX-512" + (" BF16" if device.get("avx512_bf16") else "") \
-        if device.get("avx512f") else ("AVX2" if device.get("avx2") else "no AVX2")
-    onednn = {"1": "on", "0": "off"}.get(str(device.get("TF_ENABLE_ONEDNN_OPTS")), "default")
-    words = [f"{device.get('cpu_model', '?')}, {device.get('cpu_count', '?')} cores, {units}, "
-             f"oneDNN {onednn}"]
-    words += [gpu.get("model") or gpu.get("name", "GPU") for gpu in device.get("gpus", [])]
-    return "; ".join(words)
 
 
 def plans_present(output_dir: str) -> list[ExperimentPlan]:
