@@ -12,6 +12,8 @@ import os
 
 from absl import app, flags
 
+from kerasdistill.reproduction.report import run_wall_seconds
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs_glob", None, "Glob of run folders (instead of listing them).")
 
@@ -26,7 +28,6 @@ def _row(run_dir: str) -> str | None:
         config = json.load(f)
     distill = config["distill"]
     source = config["source"] if config["source"] != config["target"] else ""
-    times = results["wall_times"]
     distilled = config["baseline"] == "none"  # baselines have no epochs or outer pass
     epochs = distill["epochs"] if distilled else "-"
     precision = results.get("outer_precision", "") if distilled else "-"
@@ -37,7 +38,7 @@ def _row(run_dir: str) -> str | None:
             f"{100 * results['test_accuracy_mean']:.2f} +- "
             f"{100 * results['test_accuracy_std']:.2f} | {len(results['test_accuracies'])} | "
             f"{results['num_train_steps']} | {precision} | "
-            f"{times['total_seconds'] / 60:.1f} |")
+            f"{run_wall_seconds(results) / 60:.1f} |")
 
 
 def main(argv):

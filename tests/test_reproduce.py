@@ -151,6 +151,21 @@ def test_a_resumed_runs_wall_time_counts_every_session():
     assert run_wall_seconds({}) == 0.0
 
 
+def test_summarize_counts_every_session_of_a_resumed_run(tmp_path):
+    from experiments.summarize import _row
+    config = {"distill": {"num_base_examples": 100, "inner_batch_size": 50, "epochs": 400},
+              "source": "mnist", "target": "mnist", "baseline": "none",
+              "algorithm": "second_order"}
+    results = {"method": "second_order", "test_accuracy_mean": 0.8638,
+               "test_accuracy_std": 0.0061, "test_accuracies": [0.86] * 20,
+               "num_train_steps": 263, "outer_precision": "float32",
+               "wall_times": {"meta_train_seconds": 5580.0, "validation_seconds": 550.0,
+                              "test_seconds": 270.0, "total_seconds": 2281.0}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert _row(str(tmp_path)).endswith("| 106.7 |")
+
+
 def test_the_report_names_the_device_in_words():
     avx2 = {"cpu_model": "AMD EPYC", "cpu_count": 2, "avx512f": False, "avx2": True,
             "avx512_bf16": False, "TF_ENABLE_ONEDNN_OPTS": "1", "gpus": []}
