@@ -219,7 +219,11 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         labels, num_steps = _baseline_labels(config, factory, trainer, inputs, results, times,
                                              verbose)
     _evaluate(config, factory, trainer, inputs, labels, num_steps, results, times)
-    times["total_seconds"] = time.perf_counter() - start
+    # total: this session's seconds and the earlier sessions' checkpointed ones, so a
+    # resumed run's total is the run's, not its last process's.
+    times["session_seconds"] = time.perf_counter() - start
+    times["total_seconds"] = times["session_seconds"] + times.pop("earlier_sessions_seconds",
+                                                                  0.0)
     results.update({
         "num_train_steps": int(num_steps),
         "labels": np.asarray(labels).tolist(),
@@ -337,6 +341,7 @@ def _distill(config, solver, inputs: RunInputs, model_dir, identity, results, ti
         identity=identity)
     times["meta_train_seconds"] = distilled.meta_train_seconds
     times["validation_seconds"] = distilled.validation_seconds
+    times["earlier_sessions_seconds"] = distilled.earlier_sessions_seconds
     results.update({
         "validation_error": distilled.validation_error,
         "validation_curve": distilled.validation_curve,

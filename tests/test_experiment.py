@@ -104,6 +104,11 @@ def test_interrupted_run_resumes_to_the_same_result(fake_data_dir, tmp_path, mon
     assert resumed["labels"] == uninterrupted["labels"]
     assert resumed["validation_curve"] == uninterrupted["validation_curve"]
     assert resumed["test_accuracies"] == uninterrupted["test_accuracies"]
+    # The resumed run's total counts the first session's checkpointed seconds too.
+    whole, parts = uninterrupted["wall_times"], resumed["wall_times"]
+    assert whole["total_seconds"] == whole["session_seconds"]
+    assert parts["total_seconds"] > parts["session_seconds"]
+    assert "earlier_sessions_seconds" not in parts
 
 
 def test_checkpoint_of_other_settings_is_refused(fake_data_dir, tmp_path):

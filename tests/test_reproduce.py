@@ -149,6 +149,10 @@ def test_a_resumed_runs_wall_time_counts_every_session():
                                   "test_seconds": 157.0, "total_seconds": 290.0}}
     assert run_wall_seconds(one_session) == 290.0
     assert run_wall_seconds({}) == 0.0
+    # Written since the writer counts every session: its total is taken as it is.
+    counted = {"wall_times": {"meta_train_seconds": 5578.0, "validation_seconds": 550.0,
+                              "session_seconds": 2281.0, "total_seconds": 7000.0}}
+    assert run_wall_seconds(counted) == 7000.0
 
 
 def test_summarize_counts_every_session_of_a_resumed_run(tmp_path):

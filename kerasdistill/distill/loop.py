@@ -84,6 +84,9 @@ class DistillResult:
     meta_train_seconds: float
     validation_seconds: float
     resumed_from_epoch: int = 0
+    # Meta-training and validation seconds of the sessions before this one, as the
+    # checkpoint recorded them: a resumed run's wall time is this plus its own.
+    earlier_sessions_seconds: float = 0.0
     call_times: list = dataclasses.field(default_factory=list)  # RunProgress.call_times
 
 
@@ -170,6 +173,7 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
     identity = identity if identity is not None else default_identity(config, solver)
     checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
     state, progress = run.restore(checkpoint, identity)
+    earlier_sessions_seconds = progress.meta_seconds + progress.validation_seconds
     writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
     progbar = run.progress_bar()
     while progress.epoch < config.epochs:
@@ -189,7 +193,7 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
         reset_points=list(progress.tracker.reset_points), meta_steps=progress.global_step,
         meta_train_seconds=progress.meta_seconds,
         validation_seconds=progress.validation_seconds, resumed_from_epoch=run.resumed_from,
-        call_times=progress.call_times)
+        earlier_sessions_seconds=earlier_sessions_seconds, call_times=progress.call_times)
 
 
 class _LabelDistillation:

@@ -36,10 +36,14 @@ def _cell(summary: dict | None) -> str:
 
 
 def run_wall_seconds(results: dict) -> float:
-    """A run's wall time over all the sessions it took. `total_seconds` is the last
-    process's alone, while the distillation's meta-training and validation seconds are
-    carried through checkpoints; so a resumed run is the sum of its phases."""
+    """A run's wall time over all the sessions it took. Runs written with a
+    `session_seconds` entry already count every session in `total_seconds`. In older
+    ones `total_seconds` is the last process's alone, while the distillation's
+    meta-training and validation seconds are carried through checkpoints; so a resumed
+    run there is the sum of its phases."""
     times = results.get("wall_times", {})
+    if "session_seconds" in times:
+        return times["total_seconds"]
     phases = sum(v for k, v in times.items() if k != "total_seconds")
     return max(times.get("total_seconds", 0.0), phases)
 
