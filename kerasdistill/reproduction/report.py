@@ -145,9 +145,13 @@ def _figure(plan, rows, columns, cells, output_dir) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     if plan.x_label and all(x is not None for points in series.values() for x, _ in points):
-        for column, points in series.items():
+        for index, (column, points) in enumerate(series.items()):
             if points:
-                xs = [x for x, _ in points]
+                # Each series a little to the side of the others, so that equal means
+                # (LD and label smoothing at n = 100, say) do not hide one another.
+                shift = 0.03 * (index - (len(series) - 1) / 2)
+                xs = [x * 10 ** shift if plan.log_x else x + shift * max(1, abs(x))
+                      for x, _ in points]
                 ax.errorbar(xs, [100 * s["test_accuracy_mean"] for _, s in points],
                             yerr=[100 * s["test_accuracy_std"] for _, s in points],
                             marker="o", capsize=3, label=column)
