@@ -178,3 +178,24 @@ def test_the_report_names_the_device_in_words():
            "gpus": [{"name": "/physical_device:GPU:0", "model": "NVIDIA H200"}]}
     assert device_summary(gpu) == "AMD EPYC, 2 cores, AVX-512 BF16, oneDNN default; NVIDIA H200"
     assert device_summary({}) == ""
+
+
+def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_labellings(
+        tmp_path):
+    # LD beats uniform by far more than the spread, and loses to the class mapping.
+    made_up = {"ld": (0.70, 0.01), "uniform": (0.10, 0.0), "class_mapping": (0.72, 0.02)}
+    for name, (mean, std) in made_up.items():
+        folder = tmp_path / "cross_dataset_paper" / f"fashion_mnist_to_mnist_n100_{name}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(
+            {"test_accuracy_mean": mean, "test_accuracy_std": std, "num_train_steps": 100,
+             "test_accuracies": [mean] * 20}))
+    report = open(write_report(str(tmp_path), [experiment_plan("cross_dataset", "paper")])).read()
+    row = "fashion_mnist -> mnist, n = 100"
+    assert (f"- {row}: LD beats uniform by +60.00 points (more than the spread 1.00); "
+            f"does NOT beat class mapping by -2.00 points (less than the spread 3.00).") \
+        in report
+    # The row with results is a table row; rows with none are one "not run yet" line.
+    assert f"| {row} | 70.00 +- 1.00 |" in report
+    assert "| emnist_letters -> mnist, n = 10 |" not in report
+    assert "Not run yet: emnist_letters -> mnist, n = 10," in report

@@ -106,11 +106,18 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
              "", f"    python -m experiments.reproduce --experiment={plan.name} "
              f"--budget={plan.budget} --data_dir=<data> --output_dir=<this folder>", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    pending = [row for row in rows if all(cells[row, c][0] is None for c in columns
+                                          if (row, c) in cells)]
     for row in rows:
+        if row in pending:
+            continue
         values = [_cell(cells[row, c][0]) if (row, c) in cells else "" for c in columns]
         paper = [("%.1f +- %.1f" % PAPER_NUMBERS[plan.name, row, c])
                  if (plan.name, row, c) in PAPER_NUMBERS else "" for c in paper_columns]
         lines.append("| " + " | ".join([row, *values, *paper]) + " |")
+    if pending:
+        lines += ["", f"Not run yet: {', '.join(pending)} (the runs below say why)."]
+    lines += _fixed_labelling_verdicts(rows, cells)
     figure = _figure(plan, rows, columns, cells, output_dir)
     if figure:
         lines += ["", f"![{plan.title}]({figure})"]
@@ -132,6 +139,31 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
     total = sum(run_wall_seconds(r) for r, _ in loaded.values() if r)
     lines += ["", f"Wall time of the finished runs: {total / 3600:.2f} h.", "</details>", ""]
     return lines
+
+
+# The fixed labellings LD is judged against in a cross-dataset row (issue 9).
+_FIXED_LABELLINGS = ("uniform", "class mapping")
+
+
+def _fixed_labelling_verdicts(rows, cells) -> list[str]:
+    """One plain sentence per row holding LD and both fixed labellings: does LD beat
+    both, and by more than the two runs' spread (the sum of their stds)?"""
+    lines = []
+    for row in rows:
+        summaries = {c: cells[row, c][0] for c in ("LD", *_FIXED_LABELLINGS)
+                     if (row, c) in cells}
+        if len(summaries) < 3 or any(s is None for s in summaries.values()):
+            continue
+        ld = summaries.pop("LD")
+        verdicts = []
+        for name, other in summaries.items():
+            gap = 100 * (ld["test_accuracy_mean"] - other["test_accuracy_mean"])
+            spread = 100 * (ld["test_accuracy_std"] + other["test_accuracy_std"])
+            verdicts.append(f"{'beats' if gap > 0 else 'does NOT beat'} {name} by "
+                            f"{gap:+.2f} points ({'more' if abs(gap) > spread else 'less'} "
+                            f"than the spread {spread:.2f})")
+        lines.append(f"- {row}: LD {'; '.join(verdicts)}.")
+    return ["", *lines] if lines else []
 
 
 def _figure(plan, rows, columns, cells, output_dir) -> str | None:
