@@ -86,6 +86,19 @@ def test_paper_plans_follow_the_budget_table():
     assert all(c.base_selection == "auto" and c.source == "emnist_letters" for c in cross)
 
 
+def test_cpu_target_set_sizes_get_their_own_epochs_of_about_a_thousand_meta_steps():
+    # Each size's epochs are chosen for ~1,000 meta steps (at most 400 epochs); the cpu
+    # budget's 1/20 cut of the paper's epochs must not shrink them a second time.
+    for run in experiment_plan("target_set_size", "cpu").runs:
+        size = run.config.target_set_size or 50_000
+        steps_per_epoch = -(-size // min(1024, size))
+        steps = run.config.distill.epochs * steps_per_epoch
+        assert 400 <= steps <= 1_050, (run.folder, run.config.distill.epochs, steps)
+    within = {os.path.basename(r.folder): r.config for r in
+              experiment_plan("within_mnist", "cpu").runs}
+    assert within["n100_ld"].distill.epochs == 20
+
+
 def test_shared_folders_hold_one_config_and_the_paper_numbers_have_cells():
     for budget in BUDGETS:
         seen = {}

@@ -87,7 +87,8 @@ class ExperimentPlan:
 
 
 def _budget_settings(budget: str, target: str, n: int, epochs: int | None = None) -> dict:
-    """DistillConfig and ExperimentConfig settings of one run at `budget`."""
+    """DistillConfig and ExperimentConfig settings of one run at `budget`. `epochs`: the
+    run's own epoch count, taken as it is (the cpu budget's cut does not apply again)."""
     table = protocol_budget(target, n)
     if budget == "smoke":
         return {"distill": {"num_base_examples": n, "inner_batch_size": min(
@@ -97,10 +98,10 @@ def _budget_settings(budget: str, target: str, n: int, epochs: int | None = None
                                "target_set_size": 128, "teacher_epochs": 1,
                                "teacher_temperatures": (1.0, 4.0), "baseline_max_steps": 50,
                                "transfer_repetitions": 2, "outer_precision": "float32"}}
-    paper_epochs = epochs if epochs is not None else table.epochs
+    if epochs is None:
+        epochs = table.epochs if budget == "paper" else _cpu_epochs(target, table.epochs)
     return {"distill": {"num_base_examples": n, "inner_batch_size": table.inner_batch_size,
-                        "epochs": paper_epochs if budget == "paper" else
-                        _cpu_epochs(target, paper_epochs)},
+                        "epochs": epochs},
             "experiment": {"outer_precision": "float32",
                            "teacher_epochs": 10 if budget == "paper" else 2}}
 
