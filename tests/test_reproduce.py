@@ -9,11 +9,13 @@ import pytest
 
 from tests.conftest import assert_one_error, run_cli, write_fake_npz
 from kerasdistill.errors import DistillError
+from kerasdistill.experiment import to_json_dict
 from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
                                              experiment_plan)
 from kerasdistill.hardware import device_summary
 from kerasdistill.reproduction.report import run_wall_seconds, write_report
 from kerasdistill.reproduction.runner import folders_of, run_plan
+from kerasdistill.run_identity import run_identity
 
 # name -> (shape, classes, label offset, training examples)
 _FAKE = {"mnist": ((28, 28), 10, 0, 600), "fashion_mnist": ((28, 28), 10, 0, 600),
@@ -196,14 +198,21 @@ def test_the_report_names_the_device_in_words():
 def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_labellings(
         tmp_path):
     # LD beats uniform by far more than the spread, and loses to the class mapping.
-    made_up = {"ld": (0.70, 0.01), "uniform": (0.10, 0.0), "class_mapping": (0.72, 0.02)}
+    made_up = {"ld": (0.70, 0.01), "uniform": (0.10, 0.0), "class_mapping": (0.72, 0.02),
+               "teacher": (0.75, 0.01)}
+    plan = experiment_plan("cross_dataset", "paper")
+    configs = {run.folder: run.config for run in plan.runs}
     for name, (mean, std) in made_up.items():
-        folder = tmp_path / "cross_dataset_paper" / f"fashion_mnist_to_mnist_n100_{name}"
-        folder.mkdir(parents=True)
-        (folder / "results.json").write_text(json.dumps(
+        relative = f"cross_dataset_paper/fashion_mnist_to_mnist_n100_{name}"
+        config = configs[relative]
+        (tmp_path / relative).mkdir(parents=True)
+        # The teacher run has 5 test models, not the plan's 20: not the plan's run.
+        models = 5 if name == "teacher" else 20
+        (tmp_path / relative / "results.json").write_text(json.dumps(
             {"test_accuracy_mean": mean, "test_accuracy_std": std, "num_train_steps": 100,
-             "test_accuracies": [mean] * 20}))
-    report = open(write_report(str(tmp_path), [experiment_plan("cross_dataset", "paper")])).read()
+             "test_accuracies": [mean] * models, "epochs": config.distill.epochs,
+             "run_identity": run_identity(to_json_dict(config.resolved()))}))
+    report = open(write_report(str(tmp_path), [plan])).read()
     row = "fashion_mnist -> mnist, n = 100"
     assert (f"- {row}: LD beats uniform by +60.00 points (more than the spread 1.00); "
             f"does NOT beat class mapping by -2.00 points (less than the spread 3.00).") \
@@ -212,3 +221,6 @@ def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_label
     assert f"| {row} | 70.00 +- 1.00 |" in report
     assert "| emnist_letters -> mnist, n = 10 |" not in report
     assert "Not run yet: emnist_letters -> mnist, n = 10," in report
+    assert "75.00" not in report
+    assert ("| `cross_dataset_paper/fashion_mnist_to_mnist_n100_teacher` | not the plan's run: "
+            "5 test models, the plan has 20 |") in report

@@ -13,7 +13,7 @@ from kerasdistill.files import read_json, write_bytes_atomic
 from kerasdistill.hardware import device_summary
 from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
                                              ExperimentPlan, experiment_plan)
-from kerasdistill.reproduction.runner import STATUS_FILE, result_at
+from kerasdistill.reproduction.runner import STATUS_FILE, result_at, why_not_finished
 
 REPORT_FILE = "REPORT.md"
 FIGURES_DIR = "figures"
@@ -92,11 +92,20 @@ def write_report(output_dir: str, plans: list[ExperimentPlan] | None = None) -> 
 def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list[str]:
     rows, columns, cells = [], [], {}
     loaded = {}
+    not_the_plans = {}  # folder -> why its results.json is not this plan's run
     for run in plan.runs:
         if run.folder not in loaded:
             loaded[run.folder] = _load(output_dir, run.folder)
+            if loaded[run.folder][0] is not None:
+                # Another run's settings, epochs or test models are never tabled as
+                # the plan's (missing transfer entries leave only their own cells empty).
+                reason = why_not_finished(os.path.join(output_dir, run.folder), run.config,
+                                          keys=())
+                if reason is not None:
+                    not_the_plans[run.folder] = reason
         results, _ = loaded[run.folder]
-        summary = result_at(results, run.result_key) if results else None
+        summary = (result_at(results, run.result_key)
+                   if results and run.folder not in not_the_plans else None)
         rows.append(run.row) if run.row not in rows else None
         columns.append(run.column) if run.column not in columns else None
         cells[run.row, run.column] = (summary, run)
@@ -130,13 +139,17 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
             reason = failures.get(folder, "not run yet")
             lines.append(f"| `{folder}` | not run: {reason[:160]} | | | | |")
             continue
+        if folder in not_the_plans:
+            lines.append(f"| `{folder}` | not the plan's run: {not_the_plans[folder]} | | | | |")
+            continue
         seconds = run_wall_seconds(results)
         pictures = ", ".join(f"[{os.path.splitext(os.path.basename(p))[0]}]({folder}/{p})"
                              for p in results.get("plots", []))
         lines.append(f"| `{folder}` | {results.get('method')} | "
                      f"{results.get('num_train_steps')} | {seconds / 60:.1f} min | "
                      f"{device_summary(config.get('device', {}))} | {pictures} |")
-    total = sum(run_wall_seconds(r) for r, _ in loaded.values() if r)
+    total = sum(run_wall_seconds(r) for folder, (r, _) in loaded.items()
+                if r and folder not in not_the_plans)
     lines += ["", f"Wall time of the finished runs: {total / 3600:.2f} h.", "</details>", ""]
     return lines
 

@@ -31,20 +31,26 @@ def result_at(results: dict, key: str | None) -> dict | None:
     return node
 
 
-def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
-    """results.json is there, of this run (its identity), the planned epochs and test
-    models, with every cell the plan reads from it."""
+def why_not_finished(folder: str, config: ExperimentConfig, keys) -> str | None:
+    """None when results.json is there, of this run (its identity), the planned epochs
+    and test models, with every cell the plan reads from it; else what is missing."""
     path = os.path.join(folder, "results.json")
     if not os.path.exists(path):
-        return False
+        return "no results.json yet"
     results = read_json(path, "a run's results")
     if results.get("run_identity") != run_identity(to_json_dict(config.resolved())):
-        return False  # another run's numbers: run_experiment will say what differs
+        return "another run's settings"  # run_experiment will say what differs
     if results.get("epochs") != config.distill.epochs:
-        return False
+        return f"{results.get('epochs')} epochs, the plan has {config.distill.epochs}"
     if len(results.get("test_accuracies", [])) != config.test_repetitions:
-        return False
-    return all(result_at(results, key) is not None for key in keys)
+        return (f"{len(results.get('test_accuracies', []))} test models, the plan has "
+                f"{config.test_repetitions}")
+    missing = [key for key in keys if result_at(results, key) is None]
+    return f"no {', '.join(missing)} yet" if missing else None
+
+
+def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
+    return why_not_finished(folder, config, keys) is None
 
 
 def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple]:
