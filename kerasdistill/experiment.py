@@ -40,7 +40,8 @@ from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
 from kerasdistill.export.distilled_set import check_replaceable
 from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
                                             write_run_products)
-from kerasdistill.files import check_creatable, prepare_output_dir, read_json, write_json_atomic
+from kerasdistill.files import (check_creatable, check_not_in_use, exclusive_folder,
+                               prepare_output_dir, read_json, write_json_atomic)
 from kerasdistill.models import ModelFactory, architecture_names
 from kerasdistill.run_identity import check_model_dir, run_identity
 from kerasdistill.seeding import BASELINE, CLASS_MAPPING, TEACHER, TEST, derive_seed
@@ -198,50 +199,53 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         _solver(config, dataclasses.replace(factory, architecture=architecture))
     config, choices = _resolve_device_choices(config, solver, inputs)
     prepare_output_dir(model_dir)
-    _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
-    config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
-                     "tensorflow_version": tf.__version__, "python": platform.python_version(),
-                     "device": device_description(), "resolved": choices,
-                     "requested": {**(requested or {}), **_resolved_here(asked, settings)}}
-    write_json_atomic(os.path.join(model_dir, "config.json"), config_record)
-    if verbose:
-        target = inputs.target
-        print(f"Target {config.target}: {len(target.train_images)} train / "
-              f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
-              f"{len(inputs.base_images)} base examples from {config.source}", file=sys.stderr)
+    # One process per run folder: a second one would write the same checkpoints.
+    with exclusive_folder(model_dir):
+        _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
+        config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
+                         "tensorflow_version": tf.__version__, "python": platform.python_version(),
+                         "device": device_description(), "resolved": choices,
+                         "requested": {**(requested or {}), **_resolved_here(asked, settings)}}
+        write_json_atomic(os.path.join(model_dir, "config.json"), config_record)
+        if verbose:
+            target = inputs.target
+            print(f"Target {config.target}: {len(target.train_images)} train / "
+                  f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
+                  f"{len(inputs.base_images)} base examples from {config.source}", file=sys.stderr)
 
-    trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size)
-    results: dict = {"method": config.baseline if config.baseline != "none" else config.algorithm}
-    if config.baseline == "none":
-        labels, num_steps = _distill(config, solver, inputs, model_dir, identity, results, times,
-                                     verbose)
-    else:
-        labels, num_steps = _baseline_labels(config, factory, trainer, inputs, results, times,
-                                             verbose)
-    _evaluate(config, factory, trainer, inputs, labels, num_steps, results, times)
-    # total: this session's seconds and the earlier sessions' checkpointed ones, so a
-    # resumed run's total is the run's, not its last process's.
-    times["session_seconds"] = time.perf_counter() - start
-    times["total_seconds"] = times["session_seconds"] + times.pop("earlier_sessions_seconds",
-                                                                  0.0)
-    results.update({
-        "num_train_steps": int(num_steps),
-        "labels": np.asarray(labels).tolist(),
-        "base_indices": [int(i) for i in inputs.base_indices],
-        "base_source_labels": [int(i) for i in inputs.base_labels],
-        "source_origin": config.source, "target_origin": inputs.target_raw.origin,
-        "outer_precision": solver.outer_precision, "resolved": choices,
-        "run_identity": identity, "epochs": config.distill.epochs,
-        "wall_times": times,
-    })
-    products = write_run_products(
-        config_record, results, inputs.base_images_uint8, solver.recipe(),
-        os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR))
-    results.update({"label_analysis": products.label_analysis,
-                    "distilled_set": DISTILLED_DIR,
-                    "plots": [f"{PLOTS_DIR}/{name}" for name in products.plots]})
-    # Written last: a results.json marks a finished run.
-    write_json_atomic(os.path.join(model_dir, "results.json"), results)
+        trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size)
+        method = config.baseline if config.baseline != "none" else config.algorithm
+        results: dict = {"method": method}
+        if config.baseline == "none":
+            labels, num_steps = _distill(config, solver, inputs, model_dir, identity, results,
+                                         times, verbose)
+        else:
+            labels, num_steps = _baseline_labels(config, factory, trainer, inputs, results, times,
+                                                 verbose)
+        _evaluate(config, factory, trainer, inputs, labels, num_steps, results, times)
+        # total: this session's seconds and the earlier sessions' checkpointed ones, so a
+        # resumed run's total is the run's, not its last process's.
+        times["session_seconds"] = time.perf_counter() - start
+        times["total_seconds"] = times["session_seconds"] + times.pop("earlier_sessions_seconds",
+                                                                      0.0)
+        results.update({
+            "num_train_steps": int(num_steps),
+            "labels": np.asarray(labels).tolist(),
+            "base_indices": [int(i) for i in inputs.base_indices],
+            "base_source_labels": [int(i) for i in inputs.base_labels],
+            "source_origin": config.source, "target_origin": inputs.target_raw.origin,
+            "outer_precision": solver.outer_precision, "resolved": choices,
+            "run_identity": identity, "epochs": config.distill.epochs,
+            "wall_times": times,
+        })
+        products = write_run_products(
+            config_record, results, inputs.base_images_uint8, solver.recipe(),
+            os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR))
+        results.update({"label_analysis": products.label_analysis,
+                        "distilled_set": DISTILLED_DIR,
+                        "plots": [f"{PLOTS_DIR}/{name}" for name in products.plots]})
+        # Written last: a results.json marks a finished run.
+        write_json_atomic(os.path.join(model_dir, "results.json"), results)
     if verbose:
         print(f"{results['method']}: test accuracy {100 * results['test_accuracy_mean']:.2f} "
               f"+- {100 * results['test_accuracy_std']:.2f} % over "
@@ -286,6 +290,7 @@ def _check_model_dir_before_writing(model_dir: str, settings: dict):
     and the set, written at the very end, must not meet a foreign folder after hours."""
     check_model_dir(model_dir, settings)
     check_creatable(model_dir, "--model_dir")
+    check_not_in_use(model_dir)
     check_replaceable(os.path.join(model_dir, DISTILLED_DIR), "the run's distilled set folder")
 
 

@@ -8,6 +8,7 @@ within one file system is atomic, so readers never see half a file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -31,6 +32,60 @@ def prepare_output_dir(path: str, flag: str = "--model_dir") -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise DistillError(f"{flag}={path} is not writable")
     return path
+
+
+# In a run folder while a process runs there: an advisory lock (flock), which the
+# system releases when the process ends, however it ends, so no stale lock survives a
+# kill. The file stays (empty of meaning once unlocked): removing it would let two
+# processes lock two different files of the same name.
+LOCK_FILE = ".run.lock"
+
+
+def _lock_holder(path: str) -> str:
+    try:
+        with open(os.path.join(path, LOCK_FILE)) as handle:
+            return handle.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _in_use_error(path: str, flag: str) -> DistillError:
+    return DistillError(f"{flag}={path} is in use by another process (pid "
+                        f"{_lock_holder(path)}); wait for it to end, or give another folder")
+
+
+def check_not_in_use(path: str, flag: str = "--model_dir"):
+    """Raises DistillError when another process holds folder `path` (exclusive_folder).
+
+    Reads only: for the checks that run before anything is written."""
+    lock_path = os.path.join(path, LOCK_FILE)
+    if not os.path.exists(lock_path):
+        return
+    descriptor = os.open(lock_path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use_error(path, flag) from None
+    finally:
+        os.close(descriptor)  # also drops the shared lock, if it was taken
+
+
+@contextlib.contextmanager
+def exclusive_folder(path: str, flag: str = "--model_dir"):
+    """Holds folder `path` (which must exist) for this process while the block runs,
+    so that two processes never write one run's checkpoints and results at once.
+    Raises DistillError when another process holds it."""
+    descriptor = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use_error(path, flag) from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        os.close(descriptor)
 
 
 def check_creatable(path: str, flag: str):

@@ -224,3 +224,18 @@ def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_label
     assert "75.00" not in report
     assert ("| `cross_dataset_paper/fashion_mnist_to_mnist_n100_teacher` | not the plan's run: "
             "5 test models, the plan has 20 |") in report
+
+
+def test_a_plan_running_beside_another_keeps_the_others_failures(tmp_path, monkeypatch):
+    from kerasdistill.reproduction import runner
+    status_path = tmp_path / runner.STATUS_FILE
+
+    def finish_while_another_plan_records_a_failure(config, model_dir, verbose=True):
+        status_path.write_text(json.dumps({"other_plan/run": "dataset 'cub200' not found"}))
+
+    monkeypatch.setattr(runner, "run_experiment", finish_while_another_plan_records_a_failure)
+    statuses = run_plan(experiment_plan("within_mnist", "smoke"), str(tmp_path), None,
+                        only="*/n10_ld", verbose=False)
+    assert list(statuses.values())[0].startswith("done")
+    assert json.loads(status_path.read_text()) == {
+        "other_plan/run": "dataset 'cub200' not found"}

@@ -338,3 +338,28 @@ def test_model_dir_that_cannot_be_created_exits_2(fake_data_dir):
     result = _distill_tiny(fake_data_dir, target)
     assert_one_error(result, "kerasdistill_cannot_write_here")
     assert not os.path.exists(target)
+
+
+def test_a_folder_another_process_runs_in_is_refused_and_freed_when_it_dies(fake_data_dir,
+                                                                             tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from kerasdistill.files import exclusive_folder\n"
+         f"with exclusive_folder({str(folder)!r}):\n"
+         "    print('held', flush=True)\n    time.sleep(120)\n"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _snapshot(folder)
+        with pytest.raises(DistillError, match=f"in use by another process \\(pid "
+                                               f"{holder.pid}\\)"):
+            _run(_config(fake_data_dir), folder)
+        assert _snapshot(folder) == before  # refused before anything was written
+    finally:
+        holder.kill()  # a killed holder leaves no stale lock behind
+        holder.wait()
+    config = _config(fake_data_dir)
+    results = _run(config, folder)
+    assert len(results["test_accuracies"]) == config.test_repetitions

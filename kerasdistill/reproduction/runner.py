@@ -67,6 +67,21 @@ def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple
     return folders
 
 
+def _record_status(status_path: str, folder: str, reason: str | None):
+    """Sets (or, with None, clears) one folder's failure in the status file, read afresh
+    so that a plan running beside this one keeps its own entries."""
+    recorded = read_json(status_path, "the reproduce status") if os.path.exists(
+        status_path) else {}
+    if reason is None and folder not in recorded:
+        return
+    if reason is None:
+        recorded.pop(folder)
+    else:
+        recorded[folder] = reason
+    os.makedirs(os.path.dirname(status_path) or ".", exist_ok=True)
+    write_json_atomic(status_path, recorded)
+
+
 def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
              only: str | None = None, verbose: bool = True) -> dict[str, str]:
     """Runs every unfinished folder of `plan`; returns {folder: status} with status
@@ -74,14 +89,12 @@ def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
     <output_dir>/reproduce_status.json for the report."""
     statuses = {}
     status_path = os.path.join(output_dir, STATUS_FILE)
-    recorded = read_json(status_path, "the reproduce status") if os.path.exists(
-        status_path) else {}
     for folder, (config, keys) in folders_of(plan, only).items():
         model_dir = os.path.join(output_dir, folder)
         config = dataclasses.replace(config, data_dir=data_dir)
         if is_finished(model_dir, config, keys):
             statuses[folder] = "skipped (finished)"
-            recorded.pop(folder, None)
+            _record_status(status_path, folder, None)
             continue
         if verbose:
             print(f"[{plan.name}/{plan.budget}] {folder}", file=sys.stderr)
@@ -93,12 +106,10 @@ def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
             reason = str(error) if isinstance(error, DistillError) else (
                 f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
             statuses[folder] = f"failed: {reason}"
-            recorded[folder] = reason
+            _record_status(status_path, folder, reason)
             if verbose:
                 print(f"  not run: {reason}", file=sys.stderr)
         else:
             statuses[folder] = f"done in {time.perf_counter() - start:.0f} s"
-            recorded.pop(folder, None)
-        os.makedirs(output_dir, exist_ok=True)
-        write_json_atomic(status_path, recorded)
+            _record_status(status_path, folder, None)
     return statuses
