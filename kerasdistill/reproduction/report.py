@@ -99,8 +99,7 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
             if loaded[run.folder][0] is not None:
                 # Another run's settings, epochs or test models are never tabled as
                 # the plan's (missing transfer entries leave only their own cells empty).
-                reason = why_not_finished(os.path.join(output_dir, run.folder), run.config,
-                                          keys=())
+                reason = why_not_finished(loaded[run.folder][0], run.config, keys=())
                 if reason is not None:
                     not_the_plans[run.folder] = reason
         results, _ = loaded[run.folder]

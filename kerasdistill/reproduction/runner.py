@@ -31,13 +31,12 @@ def result_at(results: dict, key: str | None) -> dict | None:
     return node
 
 
-def why_not_finished(folder: str, config: ExperimentConfig, keys) -> str | None:
-    """None when results.json is there, of this run (its identity), the planned epochs
-    and test models, with every cell the plan reads from it; else what is missing."""
-    path = os.path.join(folder, "results.json")
-    if not os.path.exists(path):
+def why_not_finished(results: dict | None, config: ExperimentConfig, keys) -> str | None:
+    """None when `results` (a run folder's results.json, None if absent) is of this run
+    (its identity), the planned epochs and test models, with every cell the plan reads
+    from it; else what is missing."""
+    if results is None:
         return "no results.json yet"
-    results = read_json(path, "a run's results")
     if results.get("run_identity") != run_identity(to_json_dict(config.resolved())):
         return "another run's settings"  # run_experiment will say what differs
     if results.get("epochs") != config.distill.epochs:
@@ -50,7 +49,9 @@ def why_not_finished(folder: str, config: ExperimentConfig, keys) -> str | None:
 
 
 def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
-    return why_not_finished(folder, config, keys) is None
+    path = os.path.join(folder, "results.json")
+    results = read_json(path, "a run's results") if os.path.exists(path) else None
+    return why_not_finished(results, config, keys) is None
 
 
 def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple]:
