@@ -201,6 +201,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     prepare_output_dir(model_dir)
     # One process per run folder: a second one would write the same checkpoints.
     with exclusive_folder(model_dir):
+        # Again, now that no other process can write here: one may have started a
+        # different run in this folder between the read-only checks and the lock.
+        check_model_dir(model_dir, settings)
         _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
         config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
                          "tensorflow_version": tf.__version__, "python": platform.python_version(),

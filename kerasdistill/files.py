@@ -54,18 +54,37 @@ def _in_use_error(path: str, flag: str) -> DistillError:
                         f"{_lock_holder(path)}); wait for it to end, or give another folder")
 
 
+def _open_lock_file(path: str, flags: int, flag: str) -> int:
+    try:
+        return os.open(os.path.join(path, LOCK_FILE), flags, 0o644)
+    except OSError as error:
+        raise DistillError(f"cannot open {flag}={path}/{LOCK_FILE}: "
+                           f"{error.strerror or error}") from None
+
+
+def _lock(descriptor: int, mode: int, path: str, flag: str):
+    """flock(descriptor, mode | LOCK_NB), with each failure as one DistillError."""
+    try:
+        fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use_error(path, flag) from None
+    except OSError as error:
+        # e.g. ENOLCK on some network file systems: running unlocked there would let
+        # two processes write one run's checkpoints unseen, so refuse instead.
+        raise DistillError(f"cannot lock {flag}={path} ({error.strerror or error}); its file "
+                           "system may not support file locks (flock): give a folder on a "
+                           "local disk") from None
+
+
 def check_not_in_use(path: str, flag: str = "--model_dir"):
     """Raises DistillError when another process holds folder `path` (exclusive_folder).
 
     Reads only: for the checks that run before anything is written."""
-    lock_path = os.path.join(path, LOCK_FILE)
-    if not os.path.exists(lock_path):
+    if not os.path.exists(os.path.join(path, LOCK_FILE)):
         return
-    descriptor = os.open(lock_path, os.O_RDONLY)
+    descriptor = _open_lock_file(path, os.O_RDONLY, flag)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _in_use_error(path, flag) from None
+        _lock(descriptor, fcntl.LOCK_SH, path, flag)
     finally:
         os.close(descriptor)  # also drops the shared lock, if it was taken
 
@@ -75,12 +94,9 @@ def exclusive_folder(path: str, flag: str = "--model_dir"):
     """Holds folder `path` (which must exist) for this process while the block runs,
     so that two processes never write one run's checkpoints and results at once.
     Raises DistillError when another process holds it."""
-    descriptor = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor = _open_lock_file(path, os.O_RDWR | os.O_CREAT, flag)
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _in_use_error(path, flag) from None
+        _lock(descriptor, fcntl.LOCK_EX, path, flag)
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
         yield path

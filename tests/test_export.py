@@ -139,6 +139,19 @@ def test_export_never_replaces_a_folder_that_is_not_a_set(finished_runs, tmp_pat
     assert _snapshot(model_dir) == before
 
 
+def test_export_refuses_a_run_folder_a_process_holds(finished_runs, tmp_path):
+    from kerasdistill.files import exclusive_folder
+    from tests.test_trust import _snapshot
+    data_dir, runs = finished_runs
+    model_dir = runs["ld"][0]
+    before = _snapshot(model_dir)
+    with exclusive_folder(model_dir):  # as a run extending it would
+        with pytest.raises(DistillError, match="is in use by another process"):
+            export_run(model_dir, output_dir=str(tmp_path / "out"), data_dir=data_dir)
+    assert not (tmp_path / "out").exists()
+    assert _snapshot(model_dir) == {**before, ".run.lock": f"{os.getpid()}\n".encode()}
+
+
 def test_committed_run_of_kerasdistill_0_1_exports(shared_data_dir, tmp_path):
     """results/mnist_n100_ld_f32_s1234 was made before distilled sets existed."""
     run = os.path.join(REPO_ROOT, "results", "mnist_n100_ld_f32_s1234")

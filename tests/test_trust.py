@@ -363,3 +363,51 @@ def test_a_folder_another_process_runs_in_is_refused_and_freed_when_it_dies(fake
     config = _config(fake_data_dir)
     results = _run(config, folder)
     assert len(results["test_accuracies"]) == config.test_repetitions
+
+
+def test_a_run_started_in_the_folder_before_the_lock_is_taken_is_refused(fake_data_dir,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    """The read-only checks pass on an empty folder; another run writes its config.json
+    before this process locks the folder: the check repeated under the lock refuses."""
+    import kerasdistill.experiment as experiment
+    folder = tmp_path / "run"
+    other_settings = to_json_dict(_config(fake_data_dir, target="fashion_mnist").resolved())
+    real_prepare = experiment.prepare_output_dir
+
+    def prepare_then_another_run_writes(path, *args):
+        real_prepare(path, *args)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(other_settings, f)
+        return path
+
+    monkeypatch.setattr(experiment, "prepare_output_dir", prepare_then_another_run_writes)
+    with pytest.raises(DistillError, match="holds a run"):
+        _run(_config(fake_data_dir), folder)
+    assert sorted(os.listdir(folder)) == [".run.lock", "config.json"]
+    with open(folder / "config.json") as f:  # the other run's file is left as it was
+        assert f.read() == json.dumps(other_settings)
+
+
+def test_a_file_system_without_locks_gives_one_error(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+    from kerasdistill.files import check_not_in_use, exclusive_folder
+
+    def no_locks_here(descriptor, mode):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks_here)
+    with pytest.raises(DistillError, match="may not support file locks"):
+        with exclusive_folder(str(tmp_path)):
+            pytest.fail("the block must not run without the lock")
+    with pytest.raises(DistillError, match="may not support file locks"):
+        check_not_in_use(str(tmp_path))  # the lock file exists now
+
+
+def test_a_lock_file_that_cannot_be_opened_gives_one_error(tmp_path):
+    from kerasdistill.files import LOCK_FILE, exclusive_folder
+    os.mkdir(tmp_path / LOCK_FILE)  # a folder where the lock file goes: fails for root too
+    with pytest.raises(DistillError, match=f"cannot open --model_dir=.*{LOCK_FILE}: Is a dir"):
+        with exclusive_folder(str(tmp_path)):
+            pytest.fail("the block must not run without the lock")

@@ -19,7 +19,7 @@ from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_analysis import analyse_labels
 from kerasdistill.export.distilled_set import DistilledSet, check_replaceable, write_distilled_set
 from kerasdistill.export.plots import write_plots
-from kerasdistill.files import check_creatable, read_json
+from kerasdistill.files import check_creatable, check_not_in_use, read_json
 
 DISTILLED_DIR = "distilled_set"
 PLOTS_DIR = "plots"
@@ -127,6 +127,8 @@ def export_run(model_dir: str, output_dir: str | None = None, data_dir: str | No
     for name in ("config.json", "results.json"):
         if not os.path.exists(os.path.join(model_dir, name)):
             raise DistillError(f"{model_dir} is not a finished run: it has no {name}")
+    # A run still writing here (one being extended, say) would replace what is read now.
+    check_not_in_use(model_dir)
     config = read_json(os.path.join(model_dir, "config.json"), "the run's config")
     results = read_json(os.path.join(model_dir, "results.json"), "the run's results")
     for key in ("labels", "base_indices", "base_source_labels", "num_train_steps"):
