@@ -99,6 +99,8 @@ def test_interrupted_run_resumes_to_the_same_result(fake_data_dir, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         _run(config, tmp_path / "broken")
     monkeypatch.setattr(loop._FreshLearners, "stack", real_stack)
+    from kerasdistill.distill.checkpoint import peek_progress
+    first_session = peek_progress(str(tmp_path / "broken" / "checkpoint"))
     resumed = _run(config, tmp_path / "broken")
     assert resumed["resumed_from_epoch"] == 2
     assert resumed["labels"] == uninterrupted["labels"]
@@ -107,7 +109,10 @@ def test_interrupted_run_resumes_to_the_same_result(fake_data_dir, tmp_path, mon
     # The resumed run's total counts the first session's checkpointed seconds too.
     whole, parts = uninterrupted["wall_times"], resumed["wall_times"]
     assert whole["total_seconds"] == whole["session_seconds"]
-    assert parts["total_seconds"] > parts["session_seconds"]
+    np.testing.assert_allclose(  # exactly the checkpointed seconds, added once
+        parts["total_seconds"] - parts["session_seconds"],
+        first_session["meta_seconds"] + first_session["validation_seconds"], rtol=1e-9)
+    assert first_session["meta_seconds"] > 0
     assert "earlier_sessions_seconds" not in parts
 
 
