@@ -104,6 +104,18 @@ def exclusive_folder(path: str, flag: str = "--model_dir"):
         os.close(descriptor)
 
 
+@contextlib.contextmanager
+def folder_held_briefly(path: str):
+    """Waits until this process alone holds folder `path` (a flock on the folder
+    itself, so no file is left behind), for a short read-modify-write of a file in it."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield path
+    finally:
+        os.close(descriptor)
+
+
 def check_creatable(path: str, flag: str):
     """Raises DistillError unless folder `path` exists writable or could be created.
 

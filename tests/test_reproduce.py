@@ -239,3 +239,29 @@ def test_a_plan_running_beside_another_keeps_the_others_failures(tmp_path, monke
     assert list(statuses.values())[0].startswith("done")
     assert json.loads(status_path.read_text()) == {
         "other_plan/run": "dataset 'cub200' not found"}
+
+
+def test_plans_running_side_by_side_keep_each_others_status_entries(tmp_path):
+    """Two processes record failures in one status file at once: none is lost."""
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import REPO_ROOT
+    status_path = tmp_path / "reproduce_status.json"
+    go = tmp_path / "go"
+    script = ("import os, sys, time\n"
+              "from kerasdistill.reproduction.runner import _record_status\n"
+              "print('ready', flush=True)\n"
+              f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+              "for i in range(40):\n"
+              f"    _record_status({str(status_path)!r}, f'{{sys.argv[1]}}/run{{i}}', 'failed')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, name], cwd=REPO_ROOT,
+                                stdout=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for writer in writers:
+        assert writer.stdout.readline().strip() == "ready"
+    go.write_text("")
+    for writer in writers:
+        assert writer.wait(timeout=300) == 0
+    with open(status_path) as f:
+        recorded = json.load(f)
+    assert sorted(recorded) == sorted(f"{name}/run{i}" for name in "ab" for i in range(40))

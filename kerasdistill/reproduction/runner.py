@@ -12,7 +12,7 @@ import time
 
 from kerasdistill.errors import DistillError
 from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
-from kerasdistill.files import read_json, write_json_atomic
+from kerasdistill.files import folder_held_briefly, read_json, write_json_atomic
 from kerasdistill.reproduction.plans import ExperimentPlan
 from kerasdistill.run_identity import run_identity
 
@@ -70,17 +70,20 @@ def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple
 
 def _record_status(status_path: str, folder: str, reason: str | None):
     """Sets (or, with None, clears) one folder's failure in the status file, read afresh
-    so that a plan running beside this one keeps its own entries."""
-    recorded = read_json(status_path, "the reproduce status") if os.path.exists(
-        status_path) else {}
-    if reason is None and folder not in recorded:
-        return
-    if reason is None:
-        recorded.pop(folder)
-    else:
-        recorded[folder] = reason
-    os.makedirs(os.path.dirname(status_path) or ".", exist_ok=True)
-    write_json_atomic(status_path, recorded)
+    under the output folder's lock, so that a plan running beside this one keeps its own
+    entries."""
+    output_dir = os.path.dirname(status_path) or "."
+    os.makedirs(output_dir, exist_ok=True)
+    with folder_held_briefly(output_dir):
+        recorded = read_json(status_path, "the reproduce status") if os.path.exists(
+            status_path) else {}
+        if reason is None and folder not in recorded:
+            return
+        if reason is None:
+            recorded.pop(folder)
+        else:
+            recorded[folder] = reason
+        write_json_atomic(status_path, recorded)
 
 
 def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
