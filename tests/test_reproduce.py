@@ -195,6 +195,24 @@ def test_the_report_names_the_device_in_words():
     assert device_summary({}) == ""
 
 
+def _write_finished(output_dir, config, folder, mean, std=0.01):
+    (output_dir / folder).mkdir(parents=True)
+    (output_dir / folder / "results.json").write_text(json.dumps(
+        {"test_accuracy_mean": mean, "test_accuracy_std": std, "num_train_steps": 100,
+         "test_accuracies": [mean] * config.test_repetitions, "epochs": config.distill.epochs,
+         "run_identity": run_identity(to_json_dict(config.resolved()))}))
+
+
+def test_a_row_made_only_of_another_experiments_folders_is_tabled(tmp_path):
+    """The target-set-size row of the whole training set is the within-dataset run."""
+    plan = experiment_plan("target_set_size", "paper")
+    run = next(r for r in plan.runs if r.folder == "within_mnist_paper/n100_ld")
+    _write_finished(tmp_path, run.config, run.folder, 0.87)
+    report = open(write_report(str(tmp_path), [plan])).read()
+    assert f"| {run.row} | 87.00 +- 1.00 |" in report
+    assert f"Not run yet: 100 target examples," in report
+
+
 def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_labellings(
         tmp_path):
     # LD beats uniform by far more than the spread, and loses to the class mapping.
@@ -212,6 +230,10 @@ def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_label
             {"test_accuracy_mean": mean, "test_accuracy_std": std, "num_train_steps": 100,
              "test_accuracies": [mean] * models, "epochs": config.distill.epochs,
              "run_identity": run_identity(to_json_dict(config.resolved()))}))
+    # Within-dataset LD at n = 10, the cross table's last column in its n = 10 rows: it
+    # alone does not make those rows run.
+    _write_finished(tmp_path, configs["within_mnist_paper/n10_ld"], "within_mnist_paper/n10_ld",
+                    0.58)
     report = open(write_report(str(tmp_path), [plan])).read()
     row = "fashion_mnist -> mnist, n = 100"
     assert (f"- {row}: LD beats uniform by +60.00 points (more than the spread 1.00); "
@@ -220,7 +242,9 @@ def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_label
     # The row with results is a table row; rows with none are one "not run yet" line.
     assert f"| {row} | 70.00 +- 1.00 |" in report
     assert "| emnist_letters -> mnist, n = 10 |" not in report
+    assert "| fashion_mnist -> mnist, n = 10 |" not in report
     assert "Not run yet: emnist_letters -> mnist, n = 10," in report
+    assert "fashion_mnist -> mnist, n = 10," in report.split("Not run yet:")[1]
     assert "75.00" not in report
     assert ("| `cross_dataset_paper/fashion_mnist_to_mnist_n100_teacher` | not the plan's run: "
             "5 test models, the plan has 20 |") in report

@@ -28,6 +28,16 @@ def _load(output_dir: str, folder: str):
     return read_json(path, "a run's results"), config
 
 
+def _nothing_of_its_own(plan: ExperimentPlan, row: str, columns: list, cells: dict) -> bool:
+    """True when none of the row's own runs has a result. Cells read from folders that
+    another experiment owns (the cross-dataset table's within-dataset LD) do not make a
+    row run, unless they are all the row has (the target-set-size row of the whole set)."""
+    own_prefix = f"{plan.name}_{plan.budget}/"
+    row_cells = [cells[row, c] for c in columns if (row, c) in cells]
+    own = [(summary, run) for summary, run in row_cells if run.folder.startswith(own_prefix)]
+    return all(summary is None for summary, _ in (own or row_cells))
+
+
 def _cell(summary: dict | None) -> str:
     if summary is None:
         return "not run"
@@ -114,8 +124,7 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
              "", f"    python -m experiments.reproduce --experiment={plan.name} "
              f"--budget={plan.budget} --data_dir=<data> --output_dir=<this folder>", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    pending = [row for row in rows if all(cells[row, c][0] is None for c in columns
-                                          if (row, c) in cells)]
+    pending = [row for row in rows if _nothing_of_its_own(plan, row, columns, cells)]
     for row in rows:
         if row in pending:
             continue
