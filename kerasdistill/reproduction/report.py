@@ -135,7 +135,10 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
     if pending:
         lines += ["", f"Not run yet: {', '.join(pending)} (the runs below say why)."]
     lines += _fixed_labelling_verdicts(rows, cells)
-    figure = _figure(plan, rows, columns, cells, output_dir)
+    # The figure shows the table's rows: a "not run yet" row would be an empty slot
+    # (or one bar read from another experiment's folder).
+    figure = _figure(plan, [row for row in rows if row not in pending], columns, cells,
+                     output_dir)
     if figure:
         lines += ["", f"![{plan.title}]({figure})"]
     lines += ["", "<details><summary>Runs: folders, steps, wall times, machine, "
@@ -198,19 +201,23 @@ def _figure(plan, rows, columns, cells, output_dir) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     if plan.x_label and all(x is not None for points in series.values() for x, _ in points):
-        for index, (column, points) in enumerate(series.items()):
+        def dodged(x, column):
+            # Each series a little to the side of the others, so that equal means (LD and
+            # label smoothing at n = 100, say) do not hide one another; the paper's point
+            # sits where its column's does.
+            shift = 0.02 * (columns.index(column) - (len(columns) - 1) / 2)
+            return x * 10 ** shift if plan.log_x else x + shift * max(1, abs(x))
+
+        for column, points in series.items():
             if points:
-                # Each series a little to the side of the others, so that equal means
-                # (LD and label smoothing at n = 100, say) do not hide one another.
-                shift = 0.03 * (index - (len(series) - 1) / 2)
-                xs = [x * 10 ** shift if plan.log_x else x + shift * max(1, abs(x))
-                      for x, _ in points]
-                ax.errorbar(xs, [100 * s["test_accuracy_mean"] for _, s in points],
+                ax.errorbar([dodged(x, column) for x, _ in points],
+                            [100 * s["test_accuracy_mean"] for _, s in points],
                             yerr=[100 * s["test_accuracy_std"] for _, s in points],
                             marker="o", capsize=3, label=column)
         for (name, row, column), (mean, std) in PAPER_NUMBERS.items():
-            if name == plan.name and (row, column) in cells:
-                ax.errorbar([cells[row, column][1].x], [mean], yerr=[std], marker="x",
+            if name == plan.name and row in rows and (row, column) in cells:
+                ax.errorbar([dodged(cells[row, column][1].x, column)], [mean], yerr=[std],
+                            marker="x",
                             color="black", capsize=3, linestyle="none",
                             label="paper" if not ax.get_legend_handles_labels()[1].count(
                                 "paper") else None)
@@ -230,7 +237,7 @@ def _figure(plan, rows, columns, cells, output_dir) -> str | None:
                       fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{plan.title} ({plan.budget} budget)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: never on a bar
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
