@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 from kerasdistill.errors import DistillError
 
@@ -62,18 +63,24 @@ def _open_lock_file(path: str, flags: int, flag: str) -> int:
                            f"{error.strerror or error}") from None
 
 
-def _lock(descriptor: int, mode: int, path: str, flag: str):
-    """flock(descriptor, mode | LOCK_NB), with each failure as one DistillError."""
+def _no_locks_error(path: str, flag: str, error: OSError) -> DistillError:
+    # e.g. ENOLCK on some network file systems: running unlocked there would let two
+    # processes write one run's checkpoints (or one status file) unseen, so refuse instead.
+    return DistillError(f"cannot lock {flag}={path} ({error.strerror or error}); its file "
+                        "system may not support file locks (flock): give a folder on a "
+                        "local disk")
+
+
+def _try_lock(descriptor: int, mode: int, path: str, flag: str) -> bool:
+    """flock(descriptor, mode | LOCK_NB): False when another process holds a conflicting
+    lock; any other failure is one DistillError."""
     try:
         fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _in_use_error(path, flag) from None
+        return False
     except OSError as error:
-        # e.g. ENOLCK on some network file systems: running unlocked there would let
-        # two processes write one run's checkpoints unseen, so refuse instead.
-        raise DistillError(f"cannot lock {flag}={path} ({error.strerror or error}); its file "
-                           "system may not support file locks (flock): give a folder on a "
-                           "local disk") from None
+        raise _no_locks_error(path, flag, error) from None
+    return True
 
 
 def check_not_in_use(path: str, flag: str = "--model_dir"):
@@ -84,9 +91,15 @@ def check_not_in_use(path: str, flag: str = "--model_dir"):
         return
     descriptor = _open_lock_file(path, os.O_RDONLY, flag)
     try:
-        _lock(descriptor, fcntl.LOCK_SH, path, flag)
+        if not _try_lock(descriptor, fcntl.LOCK_SH, path, flag):
+            raise _in_use_error(path, flag)
     finally:
         os.close(descriptor)  # also drops the shared lock, if it was taken
+
+
+# A reader's shared lock (check_not_in_use, for milliseconds) must not make a run starting
+# at that instant fail: the exclusive lock is tried a few times before it refuses.
+_EXCLUSIVE_TRIES, _SECONDS_BETWEEN_TRIES = 5, 0.02
 
 
 @contextlib.contextmanager
@@ -96,7 +109,12 @@ def exclusive_folder(path: str, flag: str = "--model_dir"):
     Raises DistillError when another process holds it."""
     descriptor = _open_lock_file(path, os.O_RDWR | os.O_CREAT, flag)
     try:
-        _lock(descriptor, fcntl.LOCK_EX, path, flag)
+        for attempt in range(_EXCLUSIVE_TRIES):
+            if _try_lock(descriptor, fcntl.LOCK_EX, path, flag):
+                break
+            if attempt == _EXCLUSIVE_TRIES - 1:
+                raise _in_use_error(path, flag)
+            time.sleep(_SECONDS_BETWEEN_TRIES)
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
         yield path
@@ -105,12 +123,35 @@ def exclusive_folder(path: str, flag: str = "--model_dir"):
 
 
 @contextlib.contextmanager
-def folder_held_briefly(path: str):
+def shared_folder(path: str, flag: str = "--model_dir"):
+    """Holds folder `path` (which must exist) for reading while the block runs: refused
+    (DistillError) while a run holds it, and a run cannot start there meanwhile. A folder
+    this process may not write to is read unlocked: no run can start in it either."""
+    if not os.path.exists(os.path.join(path, LOCK_FILE)) and not os.access(path, os.W_OK):
+        yield path
+        return
+    descriptor = _open_lock_file(path, os.O_RDONLY | os.O_CREAT, flag)
+    try:
+        if not _try_lock(descriptor, fcntl.LOCK_SH, path, flag):
+            raise _in_use_error(path, flag)
+        yield path
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def folder_held_briefly(path: str, flag: str = "--output_dir"):
     """Waits until this process alone holds folder `path` (a flock on the folder
     itself, so no file is left behind), for a short read-modify-write of a file in it."""
-    descriptor = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError as error:
+        raise DistillError(f"cannot open {flag}={path}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            raise _no_locks_error(path, flag, error) from None
         yield path
     finally:
         os.close(descriptor)

@@ -144,12 +144,41 @@ def test_export_refuses_a_run_folder_a_process_holds(finished_runs, tmp_path):
     from tests.test_trust import _snapshot
     data_dir, runs = finished_runs
     model_dir = runs["ld"][0]
+    results, aside = os.path.join(model_dir, "results.json"), tmp_path / "results.json"
     before = _snapshot(model_dir)
-    with exclusive_folder(model_dir):  # as a run extending it would
-        with pytest.raises(DistillError, match="is in use by another process"):
-            export_run(model_dir, output_dir=str(tmp_path / "out"), data_dir=data_dir)
+    with exclusive_folder(model_dir):
+        # As a run extending the folder would: it has set its results.json aside.
+        shutil.move(results, aside)
+        try:
+            with pytest.raises(DistillError, match="is in use by another process"):
+                export_run(model_dir, output_dir=str(tmp_path / "out"), data_dir=data_dir)
+        finally:
+            shutil.move(aside, results)
     assert not (tmp_path / "out").exists()
     assert _snapshot(model_dir) == {**before, ".run.lock": f"{os.getpid()}\n".encode()}
+
+
+def test_no_run_can_start_in_a_folder_while_it_is_exported(finished_runs, tmp_path,
+                                                           monkeypatch):
+    import kerasdistill.export.run_export as run_export
+    from kerasdistill.files import exclusive_folder
+    data_dir, runs = finished_runs
+    model_dir = runs["ld"][0]
+    real_write = run_export.write_run_products
+    refusals = []
+
+    def a_run_starts_mid_export(*args, **kwargs):
+        with pytest.raises(DistillError, match="is in use by another process") as refusal:
+            with exclusive_folder(model_dir):
+                pass
+        refusals.append(refusal)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(run_export, "write_run_products", a_run_starts_mid_export)
+    export_run(model_dir, output_dir=str(tmp_path / "out"), data_dir=data_dir, plots_dir="")
+    assert len(refusals) == 1 and (tmp_path / "out").is_dir()
+    with exclusive_folder(model_dir):  # free again once the export has ended
+        pass
 
 
 def test_committed_run_of_kerasdistill_0_1_exports(shared_data_dir, tmp_path):

@@ -269,7 +269,6 @@ def test_plans_running_side_by_side_keep_each_others_status_entries(tmp_path):
     """Two processes record failures in one status file at once: none is lost."""
     import subprocess
     import sys
-    import time
     from tests.conftest import REPO_ROOT
     status_path = tmp_path / "reproduce_status.json"
     go = tmp_path / "go"
@@ -281,11 +280,18 @@ def test_plans_running_side_by_side_keep_each_others_status_entries(tmp_path):
               f"    _record_status({str(status_path)!r}, f'{{sys.argv[1]}}/run{{i}}', 'failed')\n")
     writers = [subprocess.Popen([sys.executable, "-c", script, name], cwd=REPO_ROOT,
                                 stdout=subprocess.PIPE, text=True) for name in ("a", "b")]
-    for writer in writers:
-        assert writer.stdout.readline().strip() == "ready"
-    go.write_text("")
-    for writer in writers:
-        assert writer.wait(timeout=300) == 0
+    try:
+        for writer in writers:
+            assert writer.stdout.readline().strip() == "ready"
+        go.write_text("")
+        for writer in writers:
+            assert writer.wait(timeout=300) == 0
+    finally:  # never leave a writer waiting for "go" behind
+        go.write_text("")
+        for writer in writers:
+            writer.kill()
+            writer.wait()
+            writer.stdout.close()
     with open(status_path) as f:
         recorded = json.load(f)
     assert sorted(recorded) == sorted(f"{name}/run{i}" for name in "ab" for i in range(40))

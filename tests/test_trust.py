@@ -392,7 +392,7 @@ def test_a_run_started_in_the_folder_before_the_lock_is_taken_is_refused(fake_da
 def test_a_file_system_without_locks_gives_one_error(tmp_path, monkeypatch):
     import errno
     import fcntl
-    from kerasdistill.files import check_not_in_use, exclusive_folder
+    from kerasdistill.files import check_not_in_use, exclusive_folder, folder_held_briefly
 
     def no_locks_here(descriptor, mode):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
@@ -403,6 +403,12 @@ def test_a_file_system_without_locks_gives_one_error(tmp_path, monkeypatch):
             pytest.fail("the block must not run without the lock")
     with pytest.raises(DistillError, match="may not support file locks"):
         check_not_in_use(str(tmp_path))  # the lock file exists now
+    with pytest.raises(DistillError, match="may not support file locks"):
+        with folder_held_briefly(str(tmp_path)):
+            pytest.fail("the block must not run without the lock")
+    with pytest.raises(DistillError, match="cannot open --output_dir=.*nowhere"):
+        with folder_held_briefly(str(tmp_path / "nowhere")):
+            pytest.fail("the block must not run without the lock")
 
 
 def test_a_lock_file_that_cannot_be_opened_gives_one_error(tmp_path):

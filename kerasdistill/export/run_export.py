@@ -19,7 +19,7 @@ from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_analysis import analyse_labels
 from kerasdistill.export.distilled_set import DistilledSet, check_replaceable, write_distilled_set
 from kerasdistill.export.plots import write_plots
-from kerasdistill.files import check_creatable, check_not_in_use, read_json
+from kerasdistill.files import check_creatable, read_json, shared_folder
 
 DISTILLED_DIR = "distilled_set"
 PLOTS_DIR = "plots"
@@ -122,13 +122,21 @@ def export_run(model_dir: str, output_dir: str | None = None, data_dir: str | No
       plots_dir: where the pictures go (default `<model_dir>/plots`; "" for none).
       download: let TFDS download a missing source dataset.
     """
+    if not os.path.isdir(model_dir):
+        raise DistillError(f"{model_dir} is not a finished run: no such folder")
+    # Held while the set is read and written: a run writing here (one being extended has
+    # set its results.json aside) is refused, and none can start until the export ends.
+    with shared_folder(model_dir):
+        return _export_held_run(model_dir, output_dir, data_dir, plots_dir, download)
+
+
+def _export_held_run(model_dir: str, output_dir: str | None, data_dir: str | None,
+                     plots_dir: str | None, download: bool) -> RunProducts:
     from kerasdistill.distill.registry import build_solver
     from kerasdistill.models import ModelFactory
     for name in ("config.json", "results.json"):
         if not os.path.exists(os.path.join(model_dir, name)):
             raise DistillError(f"{model_dir} is not a finished run: it has no {name}")
-    # A run still writing here (one being extended, say) would replace what is read now.
-    check_not_in_use(model_dir)
     config = read_json(os.path.join(model_dir, "config.json"), "the run's config")
     results = read_json(os.path.join(model_dir, "results.json"), "the run's results")
     for key in ("labels", "base_indices", "base_source_labels", "num_train_steps"):
