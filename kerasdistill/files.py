@@ -88,13 +88,9 @@ def check_not_in_use(path: str, flag: str = "--model_dir"):
 
     Reads only: for the checks that run before anything is written."""
     if not os.path.exists(os.path.join(path, LOCK_FILE)):
-        return
-    descriptor = _open_lock_file(path, os.O_RDONLY, flag)
-    try:
-        if not _try_lock(descriptor, fcntl.LOCK_SH, path, flag):
-            raise _in_use_error(path, flag)
-    finally:
-        os.close(descriptor)  # also drops the shared lock, if it was taken
+        return  # never locked, and nothing is created here
+    with shared_folder(path, flag):
+        pass  # the shared lock, taken and dropped at once
 
 
 # A reader's shared lock (check_not_in_use, for milliseconds) must not make a run starting
