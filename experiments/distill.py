@@ -80,6 +80,16 @@ flags.DEFINE_enum("distribute", "none", ["none", "mirrored", "multi_worker"],
                   "mirrored: split every outer batch over all visible GPUs "
                   "(tf.distribute.MirroredStrategy); same labels within float rounding. "
                   "multi_worker is available to the library (distill_labels) only.")
+flags.DEFINE_enum("label_init", "uniform", ["uniform", "one_hot", "teacher"],
+                  "Labels meta-learning starts from: uniform (the paper's); one_hot (the base "
+                  "images' classes); teacher (the --baseline=teacher labels, temperature chosen "
+                  "on validation). A non-uniform start is validated before the first meta "
+                  "step, so the run never ends with labels worse than it started from.")
+flags.DEFINE_enum("label_parameterization", "clip", ["clip", "softmax"],
+                  "clip: Adam on the labels, clipped to [0, 1] and renormalised (the paper's); "
+                  "softmax: the labels are a softmax of learned logits.")
+flags.DEFINE_integer("unroll_steps", 1, "K: inner SGD steps (on K inner batches) the "
+                     "hypergradient looks through; K > 1 needs --hypergradient=reverse.")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")
 flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
@@ -139,7 +149,8 @@ def _run():
             validation_every_epochs=FLAGS.validation_every_epochs,
             reset_window=FLAGS.reset_window,
             jit_compile={"true": True, "false": False}.get(FLAGS.jit_compile, "auto"),
-            distribute=FLAGS.distribute),
+            distribute=FLAGS.distribute,
+            label_parameterization=FLAGS.label_parameterization),
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
         architecture=budget.architecture, baseline=FLAGS.baseline,
         emnist_orientation=FLAGS.emnist_orientation, npz_orientation=FLAGS.npz_orientation,
@@ -153,7 +164,8 @@ def _run():
         eval_architectures=tuple(FLAGS.eval_architectures),
         eval_optimizers=tuple(FLAGS.eval_optimizers),
         step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
-        transfer_repetitions=FLAGS.transfer_repetitions)
+        transfer_repetitions=FLAGS.transfer_repetitions, label_init=FLAGS.label_init,
+        unroll_steps=FLAGS.unroll_steps)
     run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
                    requested={f"distill.{k}" if k != "architecture" else k: v
                               for k, v in filled.items()})

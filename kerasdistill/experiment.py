@@ -24,7 +24,7 @@ from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
                                       split_target)
 from kerasdistill.distill.autotune import choose_jit_compile
-from kerasdistill.distill.loop import DistillConfig, distill_labels
+from kerasdistill.distill.loop import DistillConfig, StartingLabels, distill_labels
 from kerasdistill.distill.registry import ALGORITHMS, build_solver
 from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
@@ -36,7 +36,7 @@ from kerasdistill.evaluation.label_baselines import (TeacherBudget, class_mappin
                                                      uniform_labels)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
-from kerasdistill.distill.second_order import HYPERGRADIENT_MODES
+from kerasdistill.distill.second_order import HYPERGRADIENT_MODES, check_unroll_steps
 from kerasdistill.export.distilled_set import check_replaceable
 from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
                                             write_run_products)
@@ -53,6 +53,9 @@ from kerasdistill.seeding import BASELINE, CLASS_MAPPING, TEACHER, TEST, derive_
 BASELINES = ("none", "true_labels", "label_smoothing", "teacher", "uniform", "class_mapping")
 _NEEDS_TARGET_CLASSES = ("true_labels", "label_smoothing")
 BASE_SELECTIONS = ("auto", "balanced", "unbalanced")
+# Where meta-learning starts (issue 13): the paper's uniform labels, the base images'
+# one-hot classes, or the teacher baseline's labels (its validated temperature).
+LABEL_INITS = ("uniform", "one_hot", "teacher")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +91,8 @@ class ExperimentConfig:
     eval_optimizers: tuple = ()        # optimizer transfer with model.fit (SPEC 5.4)
     step_offsets: tuple = ()           # learned step count shifted (SPEC 5.4)
     transfer_repetitions: int | None = None  # None: test_repetitions
+    label_init: str = "uniform"        # LABEL_INITS
+    unroll_steps: int = 1              # K inner SGD steps per hypergradient (second_order)
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -143,6 +148,19 @@ class ExperimentConfig:
             raise DistillError("--baseline=class_mapping maps source classes to target classes: "
                                "it needs --source (another dataset); within a dataset use "
                                "--baseline=true_labels")
+        require_one_of("label_init", self.label_init, LABEL_INITS)
+        if self.label_init != "uniform" and self.baseline != "none":
+            raise DistillError(f"--label_init={self.label_init} starts meta-learning; a "
+                               f"baseline (--baseline={self.baseline}) learns nothing")
+        if self.label_init == "one_hot" and (self.source or self.target) != self.target:
+            raise DistillError("--label_init=one_hot needs base examples from the target "
+                               "dataset (their classes are target classes); across datasets "
+                               "use --label_init=teacher or uniform")
+        check_unroll_steps(self.unroll_steps, self.hypergradient)
+        if self.unroll_steps != 1 and self.algorithm != "second_order":
+            raise DistillError(f"--unroll_steps={self.unroll_steps} is for "
+                               f"--algorithm=second_order; ridge regression solves its inner "
+                               f"problem in closed form")
         self.teacher_budget()  # validates the teacher's settings
         if self.baseline_max_steps is not None and self.baseline_max_steps < 10:
             raise DistillError(f"baseline_max_steps must be at least 10 (the first point of "
@@ -220,8 +238,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         method = config.baseline if config.baseline != "none" else config.algorithm
         results: dict = {"method": method}
         if config.baseline == "none":
-            labels, num_steps = _distill(config, solver, inputs, model_dir, identity, results,
-                                         times, verbose)
+            labels, num_steps = _distill(config, solver, factory, trainer, inputs, model_dir,
+                                         identity, results, times, verbose)
         else:
             labels, num_steps = _baseline_labels(config, factory, trainer, inputs, results, times,
                                                  verbose)
@@ -341,12 +359,20 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
                      base_indices=candidate_positions[chosen])
 
 
-def _distill(config, solver, inputs: RunInputs, model_dir, identity, results, times, verbose):
+def _distill(config, solver, factory, trainer, inputs: RunInputs, model_dir, identity, results,
+             times, verbose):
+    starting_labels = None
+    if config.label_init != "uniform":
+        def starting_labels():
+            begin = time.perf_counter()
+            start = _starting_labels(config, factory, trainer, inputs, verbose)
+            times["starting_labels_seconds"] = time.perf_counter() - begin
+            return start
     distilled = distill_labels(
         solver, config.distill, inputs.base_images, inputs.target,
         checkpoint_dir=os.path.join(model_dir, "checkpoint"),
         tensorboard_dir=os.path.join(model_dir, "tensorboard"), verbose=verbose,
-        identity=identity)
+        identity=identity, starting_labels=starting_labels)
     times["meta_train_seconds"] = distilled.meta_train_seconds
     times["validation_seconds"] = distilled.validation_seconds
     times["earlier_sessions_seconds"] = distilled.earlier_sessions_seconds
@@ -355,8 +381,52 @@ def _distill(config, solver, inputs: RunInputs, model_dir, identity, results, ti
         "validation_curve": distilled.validation_curve,
         "reset_points": distilled.reset_points, "meta_steps": distilled.meta_steps,
         "final_labels": distilled.final_soft_labels.tolist(),
-        "resumed_from_epoch": distilled.resumed_from_epoch})
+        "resumed_from_epoch": distilled.resumed_from_epoch,
+        "starting_labels": distilled.starting_labels,
+        # True when no validation point of meta-learning beat the labels it started from.
+        "kept_starting_labels": bool(distilled.validation_curve) and
+        distilled.validation_curve[0].get("starting_labels", False) and
+        all(point["validation_error"] > distilled.validation_error
+            for point in distilled.validation_curve[1:])})
     return distilled.soft_labels, distilled.num_train_steps
+
+
+def _starting_labels(config, factory, trainer, inputs: RunInputs, verbose) -> StartingLabels:
+    """The labels meta-learning starts from (config.label_init), with the step count
+    they are scored at: the baselines' search on validation (SPEC 3)."""
+    checkpoints = baseline_checkpoints(config.distill.num_base_examples,
+                                       config.baseline_max_steps)
+    seed = derive_seed(config.distill.seed, BASELINE)
+    if config.label_init == "teacher":
+        labels, num_steps, record = _teacher_labelling(config, factory, trainer, inputs,
+                                                       checkpoints, seed, verbose)
+        record = {"teacher": record}
+    else:  # one_hot
+        labels = np.eye(inputs.target.spec.num_classes, dtype=np.float32)[inputs.base_labels]
+        num_steps, curve = choose_num_steps(trainer, labels, checkpoints, seed,
+                                            inputs.target.validation_images,
+                                            inputs.target.validation_labels)
+        record = {"step_search": curve}
+    return StartingLabels(labels=labels, num_train_steps=num_steps,
+                          record={"label_init": config.label_init,
+                                  "num_train_steps": int(num_steps), **record})
+
+
+def _teacher_labelling(config, factory, trainer, inputs: RunInputs, checkpoints, seed,
+                       verbose):
+    """The teacher's labels of the base images at the temperature validation chooses;
+    returns (labels, step count, record of the teacher and the temperature search)."""
+    begin = time.perf_counter()
+    teacher, record = train_teacher(factory, inputs.target, config.teacher_budget(),
+                                    derive_seed(config.distill.seed, TEACHER),
+                                    verbose=2 if verbose else 0)
+    teacher_seconds = time.perf_counter() - begin
+    labels, num_steps, choice = teacher_labels(teacher, inputs.base_images, trainer,
+                                               config.teacher_budget(), checkpoints, seed,
+                                               inputs.target)
+    return labels, num_steps, {**record, "temperature": choice["temperature"],
+                               "temperature_search": choice["temperature_search"],
+                               "teacher_seconds": teacher_seconds}
 
 
 def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times, verbose):
@@ -368,18 +438,12 @@ def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times
     seed = derive_seed(config.distill.seed, BASELINE)
     start = time.perf_counter()
     if config.baseline == "teacher":
-        teacher, record = train_teacher(factory, target, config.teacher_budget(),
-                                        derive_seed(config.distill.seed, TEACHER),
-                                        verbose=2 if verbose else 0)
-        times["teacher_seconds"] = time.perf_counter() - start
-        labels, num_steps, choice = teacher_labels(teacher, inputs.base_images, trainer,
-                                                   config.teacher_budget(), checkpoints, seed,
-                                                   target)
+        labels, num_steps, record = _teacher_labelling(config, factory, trainer, inputs,
+                                                       checkpoints, seed, verbose)
+        times["teacher_seconds"] = record.pop("teacher_seconds")
         times["validation_seconds"] = time.perf_counter() - start - times["teacher_seconds"]
-        best = min(choice["temperature_search"], key=lambda c: c["validation_error"])
-        results.update({"teacher": {**record, "temperature": choice["temperature"],
-                                    "temperature_search": choice["temperature_search"]},
-                        "validation_error": best["validation_error"],
+        best = min(record["temperature_search"], key=lambda c: c["validation_error"])
+        results.update({"teacher": record, "validation_error": best["validation_error"],
                         "validation_curve": best["curve"]})
         return labels, num_steps
     if config.baseline == "class_mapping":
@@ -446,4 +510,6 @@ def _evaluate(config, factory, trainer, inputs: RunInputs, labels, num_steps, re
 def _solver(config: ExperimentConfig, factory: ModelFactory):
     return build_solver(config.algorithm, factory, outer_splits=config.outer_splits,
                         hypergradient=config.hypergradient,
-                        outer_precision=config.outer_precision)
+                        outer_precision=config.outer_precision,
+                        unroll_steps=config.unroll_steps if config.algorithm == "second_order"
+                        else 1)

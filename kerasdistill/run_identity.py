@@ -29,6 +29,11 @@ FREE_SETTINGS = frozenset({
     "step_offsets", "transfer_repetitions", "distill.jit_compile",
     "distill.steps_per_call", "distill.distribute"})
 EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
+# Settings added after runs had recorded their identities (results.json keeps it):
+# at these values (what every earlier run did) they are left out of the identity,
+# so an identity recorded before them still names the same run.
+OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
+                      "distill.label_parameterization": "clip"}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -80,11 +85,16 @@ def run_identity(config: dict) -> dict:
     if not any(transposed):  # only EMNIST's images depend on them
         flat.pop("emnist_orientation", None)
         flat.pop("npz_orientation", None)
-    if flat.get("baseline") in (None, "none"):
-        flat.pop("baseline_max_steps", None)  # only the baselines search a step count
-    if flat.get("baseline") != "teacher":
+    starts_from = flat.get("label_init", "uniform")
+    if flat.get("baseline") in (None, "none") and starts_from == "uniform":
+        # Only the baselines and scored starting labels search a step count.
+        flat.pop("baseline_max_steps", None)
+    if flat.get("baseline") != "teacher" and starts_from != "teacher":
         flat.pop("teacher_epochs", None)
         flat.pop("teacher_temperatures", None)
+    for key, default in OMITTED_AT_DEFAULT.items():
+        if flat.get(key, default) == default:
+            flat.pop(key, None)
     keep = (names & set(flat)) - FREE_SETTINGS - EXTENSIBLE_SETTINGS
     return {key: flat[key] for key in sorted(keep)}
 

@@ -28,6 +28,19 @@ def random_subset(num_items, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.argsort(keys)[:subset_size]
 
 
+def inner_batch_indices(num_items, subset_size: int, num_batches: int,
+                        seed: tf.Tensor) -> tf.Tensor:
+    """One inner batch (`random_subset`, shape [subset_size]), or for num_batches = K > 1
+    K of them ([K, subset_size]), each drawn without replacement and independently of
+    the others. Batch 0 is the one-batch draw itself, so K = 1 and the first of K
+    batches coincide; batch k > 0 folds k into the seed."""
+    if num_batches == 1:
+        return random_subset(num_items, subset_size, seed)
+    return tf.stack([random_subset(num_items, subset_size, seed if k == 0 else
+                                   tf.random.experimental.stateless_fold_in(seed, k))
+                     for k in range(num_batches)])
+
+
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     """The order of the target set in `epoch`: a function of (seed, epoch) alone,
     so a resumed run sees exactly the batches an uninterrupted one would."""

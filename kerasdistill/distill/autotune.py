@@ -28,6 +28,8 @@ def time_meta_step(solver: InnerSolver, jit_compile: bool, base_images, outer_im
     step = make_meta_step(solver, jit_compile=jit_compile)
     state = init_meta_state(solver, uniform_labels(int(base_images.shape[0]), num_classes), 0)
     inner = tf.range(inner_batch_size, dtype=tf.int32)
+    if solver.inner_batches_per_step > 1:  # K inner batches (an unrolled solver)
+        inner = tf.tile(inner[None], [solver.inner_batches_per_step, 1])
     times = []
     for index in range(steps + 2):  # two warm-up steps: tracing and compilation
         start = time.perf_counter()

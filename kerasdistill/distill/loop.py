@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from typing import Callable
 
 import keras
 import numpy as np
@@ -18,15 +19,16 @@ from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.autotune import JIT_CHOICES, choose_jit_compile
 from kerasdistill.distill.checkpoint import RunCheckpoint
 from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop
-from kerasdistill.distill.meta_step import (FINITE_CHECKS, MetaState, init_meta_state,
-                                            uniform_labels)
+from kerasdistill.distill.meta_step import (FINITE_CHECKS, LABEL_PARAMETERIZATIONS, MetaState,
+                                            init_meta_state, uniform_labels)
 from kerasdistill.distill.resets import (ResetTracker, absorb_reset_state, default_reset_window,
                                          max_resets_within, reset_state_of)
 from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.distribute import DISTRIBUTIONS, make_strategy
 from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.evaluation.training import EvaluationTrainer
-from kerasdistill.seeding import INNER_BATCH, LEARNER, VALIDATION, derive_seed
+from kerasdistill.seeding import (INNER_BATCH, LEARNER, START_VALIDATION, VALIDATION,
+                                  derive_seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,7 @@ class DistillConfig:
     # value gives the same labels; 1 is the step-at-a-time path the tests compare with.
     steps_per_call: int | None = None
     distribute: str = "none"         # kerasdistill.distribute.DISTRIBUTIONS
+    label_parameterization: str = "clip"  # meta_step.LABEL_PARAMETERIZATIONS
 
     def __post_init__(self):
         for name in ("num_base_examples", "inner_batch_size", "epochs", "outer_batch_size",
@@ -63,11 +66,41 @@ class DistillConfig:
             raise DistillError(f"reset_window must be positive, got {self.reset_window}")
         require_one_of("jit_compile", self.jit_compile, JIT_CHOICES)
         require_one_of("distribute", self.distribute, DISTRIBUTIONS)
+        require_one_of("label_parameterization", self.label_parameterization,
+                       LABEL_PARAMETERIZATIONS)
         if self.jit_compile is True and self.distribute != "none":
             raise DistillError("jit_compile=True with distribute is not supported (XLA around "
                                "tf.distribute's strategy.run is untested here); use auto")
         if self.steps_per_call is not None and self.steps_per_call <= 0:
             raise DistillError(f"steps_per_call must be positive, got {self.steps_per_call}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StartingLabels:
+    """Where meta-learning starts, when not from the paper's uniform labels (issue 13).
+
+    `num_train_steps` is the step count the labels are scored at before the first meta
+    step (chosen by the caller, e.g. on validation as for a baseline): the run's
+    validation then compares every later point with them, so meta-learning can never
+    leave labels worse than it was given. `record` (JSON-ready) says how they were made.
+    """
+
+    labels: np.ndarray
+    num_train_steps: int
+    record: dict
+
+    def check(self, num_base: int, num_classes: int):
+        labels = np.asarray(self.labels)
+        if labels.shape != (num_base, num_classes):
+            raise DistillError(f"starting labels have shape {labels.shape}, expected "
+                               f"({num_base}, {num_classes})")
+        if not np.all(np.isfinite(labels)) or labels.min() < 0 or not np.allclose(
+                labels.sum(axis=1), 1.0, atol=1e-4):
+            raise DistillError("starting labels must be finite, non-negative, and each row "
+                               "must sum to 1")
+        if self.num_train_steps <= 0:
+            raise DistillError(f"starting labels' num_train_steps must be positive, got "
+                               f"{self.num_train_steps}")
 
 
 @dataclasses.dataclass
@@ -88,6 +121,9 @@ class DistillResult:
     # checkpoint recorded them: a resumed run's wall time is this plus its own.
     earlier_sessions_seconds: float = 0.0
     call_times: list = dataclasses.field(default_factory=list)  # RunProgress.call_times
+    # How the starting labels were made (StartingLabels.record); {"label_init": "uniform"}
+    # for the paper's start.
+    starting_labels: dict = dataclasses.field(default_factory=dict)
 
 
 class NonFiniteError(DistillError):
@@ -112,6 +148,7 @@ class RunProgress:
     curve: list = dataclasses.field(default_factory=list)
     meta_seconds: float = 0.0
     validation_seconds: float = 0.0
+    starting_labels: dict = dataclasses.field(default_factory=lambda: dict(UNIFORM_START))
     # (global step, seconds) at the end of every compiled call of this process, for
     # the benchmark; not saved in checkpoints.
     call_times: list = dataclasses.field(default_factory=list)
@@ -122,7 +159,8 @@ class RunProgress:
                 "epoch": self.epoch, "global_step": self.global_step,
                 "num_resets": self.num_resets, "tracker": self.tracker.state_dict(),
                 "best": self.best, "curve": self.curve, "meta_seconds": self.meta_seconds,
-                "validation_seconds": self.validation_seconds}
+                "validation_seconds": self.validation_seconds,
+                "starting_labels": self.starting_labels}
 
     @classmethod
     def from_record(cls, record: dict, best_labels) -> "RunProgress":
@@ -131,22 +169,33 @@ class RunProgress:
                    num_resets=record["num_resets"], best=record["best"],
                    best_labels=best_labels, curve=record["curve"],
                    meta_seconds=record["meta_seconds"],
-                   validation_seconds=record["validation_seconds"])
+                   validation_seconds=record["validation_seconds"],
+                   starting_labels=record.get("starting_labels", dict(UNIFORM_START)))
 
 
-def default_identity(config: DistillConfig, solver: InnerSolver) -> dict:
+UNIFORM_START = {"label_init": "uniform"}
+
+
+def default_identity(config: DistillConfig, solver: InnerSolver,
+                     given_start: bool = False) -> dict:
     """The checkpoint's identity when the caller gives none: the distillation
-    settings that change the labels, and the solver."""
+    settings that change the labels, the solver, and whether the labels started
+    from the caller's (`starting_labels`) rather than uniform."""
     settings = dataclasses.asdict(config)
     for free in ("epochs", "jit_compile", "steps_per_call", "distribute"):
         settings.pop(free)
-    return {"distill": settings, "solver": solver.name}
+    identity = {"distill": settings, "solver": solver.name}
+    if given_start:
+        identity["starting_labels"] = "given"
+    return identity
 
 
 def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.ndarray,
                    target: TargetSplits, checkpoint_dir: str | None = None,
                    tensorboard_dir: str | None = None, verbose: bool = True,
-                   identity: dict | None = None) -> DistillResult:
+                   identity: dict | None = None,
+                   starting_labels: Callable[[], StartingLabels] | None = None
+                   ) -> DistillResult:
     """Learns soft labels for `base_images` so that models trained on them do well on `target`.
 
     Args:
@@ -160,6 +209,9 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
       verbose: show a progress bar.
       identity: what the checkpoint must match to be resumed (default: the
         distillation settings and the solver; experiments pass the run identity).
+      starting_labels: None to start from uniform labels (SPEC 2), or a function
+        giving the StartingLabels; it is called on a fresh start only (a resumed run
+        has its labels in the checkpoint), and its labels are validated first.
 
     Raises:
       NonFiniteError: a step gave a non-finite outer loss, hypergradient or labels.
@@ -170,9 +222,12 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
         raise DistillError(f"got {num_base} base images, config says {config.num_base_examples}")
     run = _LabelDistillation(solver, config, base_images, target, verbose,
                              checkpointing=bool(checkpoint_dir))
-    identity = identity if identity is not None else default_identity(config, solver)
+    identity = identity if identity is not None else default_identity(
+        config, solver, given_start=starting_labels is not None)
     checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
     state, progress = run.restore(checkpoint, identity)
+    if run.resumed_from == 0 and starting_labels is not None:
+        state = run.start_from(state, progress, starting_labels())
     earlier_sessions_seconds = progress.meta_seconds + progress.validation_seconds
     writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
     progbar = run.progress_bar()
@@ -193,7 +248,8 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
         reset_points=list(progress.tracker.reset_points), meta_steps=progress.global_step,
         meta_train_seconds=progress.meta_seconds,
         validation_seconds=progress.validation_seconds, resumed_from_epoch=run.resumed_from,
-        earlier_sessions_seconds=earlier_sessions_seconds, call_times=progress.call_times)
+        earlier_sessions_seconds=earlier_sessions_seconds, call_times=progress.call_times,
+        starting_labels=progress.starting_labels)
 
 
 class _LabelDistillation:
@@ -223,7 +279,8 @@ class _LabelDistillation:
             self.train_labels[:outer_batch], config.inner_batch_size, self.num_classes,
             distributed=strategy is not None)
         self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
-                                        config.label_learning_rate, jit_compile, strategy)
+                                        config.label_learning_rate, jit_compile, strategy,
+                                        config.label_parameterization)
         self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
         self.fresh_learners = _FreshLearners(solver, config.seed)
         self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
@@ -260,6 +317,31 @@ class _LabelDistillation:
             print(f"Resuming from {checkpoint.directory} at epoch {progress.epoch}",
                   file=sys.stderr)
         return state, progress
+
+    def start_from(self, state: MetaState, progress: RunProgress,
+                   start: StartingLabels) -> MetaState:
+        """The fresh state with `start`'s labels, which are validated at their step
+        count before any meta step (curve entry of epoch 0) and are the best so far."""
+        start.check(self.num_base, self.num_classes)
+        labels = tf.constant(np.asarray(start.labels, np.float32), state.soft_labels.dtype)
+        state = init_meta_state(self.solver, labels, derive_seed(self.config.seed, LEARNER, 0))
+        begin = time.perf_counter()
+        error = self.trainer.fresh_model_error(
+            labels, start.num_train_steps, derive_seed(self.config.seed, START_VALIDATION),
+            self.target.validation_images, self.target.validation_labels)
+        progress.validation_seconds += time.perf_counter() - begin
+        progress.curve.append({"epoch": 0, "meta_step": 0, "num_train_steps":
+                               int(start.num_train_steps), "validation_error": error,
+                               "starting_labels": True})
+        progress.best = {"validation_error": error, "num_train_steps": int(start.num_train_steps),
+                         "epoch": 0}
+        progress.best_labels = labels.numpy()
+        progress.starting_labels = dict(start.record)
+        if self.verbose:
+            print(f"Starting labels ({start.record.get('label_init', 'given')}): validation "
+                  f"error {100 * error:.2f} % at {start.num_train_steps} steps",
+                  file=sys.stderr)
+        return state
 
     def progress_bar(self) -> keras.utils.Progbar:
         return keras.utils.Progbar(

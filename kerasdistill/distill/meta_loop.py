@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from kerasdistill.data.pipeline import random_subset
+from kerasdistill.data.pipeline import inner_batch_indices
 from kerasdistill.distill.meta_step import MetaState, meta_step_function
 from kerasdistill.distill.resets import ResetState, reset_rule_step
 from kerasdistill.distill.solver import InnerSolver
@@ -67,7 +67,8 @@ def pick(stacked, index):
 
 def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int,
                    label_learning_rate: float = 1e-3, jit_compile: bool = False,
-                   strategy: tf.distribute.Strategy | None = None):
+                   strategy: tf.distribute.Strategy | None = None,
+                   label_parameterization: str = "clip"):
     """Returns the compiled stretch of meta steps:
 
         (state: MetaState, resets: ResetState, inputs: StretchInputs) -> StretchResult
@@ -76,7 +77,7 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
     hypergradient or labels are not finite; the state returned is then the state
     before that step, so nothing non-finite leaves the call.
     """
-    meta_step = meta_step_function(solver, label_learning_rate)
+    meta_step = meta_step_function(solver, label_learning_rate, label_parameterization)
 
     def replica_step(state, base_images, inner_indices, outer_images, outer_labels):
         context = tf.distribute.get_replica_context()
@@ -107,8 +108,9 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
         max_resets = tf.shape(tf.nest.flatten(inputs.fresh_learners)[0])[0]
 
         def body(i, state, resets, errors, reset_at, points, used, finite):
-            inner_indices = random_subset(num_base, inner_batch_size,
-                                          tf.stack([inputs.inner_seed, inputs.first_step + i]))
+            inner_indices = inner_batch_indices(
+                num_base, inner_batch_size, solver.inner_batches_per_step,
+                tf.stack([inputs.inner_seed, inputs.first_step + i]))
             new_state, metrics = step(state, inputs, inner_indices, inputs.outer_indices[i])
             finite = metrics.finite
             ok = tf.reduce_all(finite)

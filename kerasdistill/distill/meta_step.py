@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from kerasdistill.distill.adam import AdamState, adam_init, adam_update
 from kerasdistill.distill.solver import InnerSolver
+from kerasdistill.errors import require_one_of
 
 
 class MetaState(NamedTuple):
@@ -28,6 +30,10 @@ class StepMetrics(NamedTuple):
 
 
 FINITE_CHECKS = ("outer loss", "hypergradient", "labels")
+# How Adam's step reaches the labels (issue 13). "clip": Adam on the labels, then
+# clipped to [0, 1] and renormalised (SPEC 2, the paper's). "softmax": the labels are
+# softmax(z) of learned logits z, and Adam steps z.
+LABEL_PARAMETERIZATIONS = ("clip", "softmax")
 
 
 def uniform_labels(num_base_examples: int, num_classes: int, dtype=tf.float32) -> tf.Tensor:
@@ -68,7 +74,31 @@ def mean_over_replicas(*values):
     return tuple(context.all_reduce(tf.distribute.ReduceOp.MEAN, list(values)))
 
 
-def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
+def _smallest_normal(dtype) -> float:
+    return float(np.finfo(dtype.as_numpy_dtype).tiny)
+
+
+def softmax_label_update(soft_labels: tf.Tensor, label_grad: tf.Tensor,
+                         label_optimizer: AdamState, label_learning_rate: float):
+    """One Adam step on logits z with softmax(z) = `soft_labels`; returns (logits after
+    the step, their optimizer, the new labels).
+
+    The logits are not kept: z = log(labels) is one of them (softmax is unchanged by a
+    constant added to a row, and so is its gradient, whose rows sum to zero), so the
+    labels alone carry the state, exactly, as with clipping. Entries below float's
+    smallest normal number (exact zeros of one-hot labels) are taken at that number:
+    their gradient y (g - <g, y>) is then ~0 and they stay near zero.
+    """
+    logits = tf.math.log(tf.maximum(soft_labels, _smallest_normal(soft_labels.dtype)))
+    logit_grad = soft_labels * (label_grad - tf.reduce_sum(label_grad * soft_labels, axis=-1,
+                                                           keepdims=True))
+    (logits,), label_optimizer = adam_update([logits], [logit_grad], label_optimizer,
+                                             label_learning_rate)
+    return logits, label_optimizer, tf.nn.softmax(logits)
+
+
+def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3,
+                       label_parameterization: str = "clip"):
     """The meta step as a plain Python function (not traced):
 
         (state, base_images, inner_indices, outer_images, outer_labels)
@@ -76,10 +106,14 @@ def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
 
     It gathers the inner batch, asks the solver for the inner labels' hypergradient,
     scatters it into a dense gradient over all labels (dense as in the paper's
-    Adam: unselected rows still decay their moments) and applies Adam, clipping and
-    renormalisation. `make_meta_step` compiles it alone; the in-graph outer loop
-    (meta_loop.py) runs it as the body of a while-loop.
+    Adam: unselected rows still decay their moments) and applies Adam, then clipping
+    and renormalisation (or, with label_parameterization="softmax", Adam on the
+    labels' logits). `inner_indices` is n_i indices, or K x n_i for a solver that
+    unrolls K inner steps (`solver.inner_batches_per_step`); an index in several of
+    the K batches gets the sum of its gradients. `make_meta_step` compiles it alone;
+    the in-graph outer loop (meta_loop.py) runs it as the body of a while-loop.
     """
+    require_one_of("label_parameterization", label_parameterization, LABEL_PARAMETERIZATIONS)
 
     def meta_step(state: MetaState, base_images, inner_indices, outer_images, outer_labels):
         inner_images = tf.gather(base_images, inner_indices)
@@ -88,24 +122,29 @@ def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3):
                                     outer_images, outer_labels)
         inner_label_grad, outer_loss, outer_error = mean_over_replicas(
             step.inner_label_grad, step.outer_loss, step.outer_error)
-        label_grad = tf.scatter_nd(inner_indices[:, None], inner_label_grad,
+        label_grad = tf.scatter_nd(inner_indices[..., None], inner_label_grad,
                                    tf.shape(state.soft_labels))
-        (soft_labels,), label_optimizer = adam_update(
-            [state.soft_labels], [label_grad], state.label_optimizer, label_learning_rate)
-        projected = project_to_simplex_rows(soft_labels)
+        if label_parameterization == "softmax":
+            stepped, label_optimizer, projected = softmax_label_update(
+                state.soft_labels, label_grad, state.label_optimizer, label_learning_rate)
+        else:
+            (stepped,), label_optimizer = adam_update(
+                [state.soft_labels], [label_grad], state.label_optimizer, label_learning_rate)
+            projected = project_to_simplex_rows(stepped)
         learner = solver.after_label_update(step, state.learner, inner_images, inner_labels,
                                             tf.gather(projected, inner_indices))
         new_state = MetaState(projected, label_optimizer, learner)
         finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in
-                           (outer_loss, inner_label_grad, soft_labels)])
+                           (outer_loss, inner_label_grad, stepped)])
         return new_state, StepMetrics(outer_loss, outer_error, step.inner_loss, finite)
 
     return meta_step
 
 
 def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
-                   jit_compile: bool = False):
+                   jit_compile: bool = False, label_parameterization: str = "clip"):
     """One meta step per call, compiled (traced once per input signature): the
     benchmark's bare step and the reference the in-graph loop is tested against."""
-    return tf.function(meta_step_function(solver, label_learning_rate),
+    return tf.function(meta_step_function(solver, label_learning_rate,
+                                          label_parameterization),
                        jit_compile=jit_compile, reduce_retracing=True)

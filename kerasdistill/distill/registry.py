@@ -12,13 +12,19 @@ ALGORITHMS = ("second_order", "ridge_regression")
 
 
 def build_solver(algorithm: str, factory: ModelFactory, outer_precision: str | None = None,
-                 outer_splits: int = 2, hypergradient: str = "forward") -> InnerSolver:
-    """Makes the solver for `algorithm`. `hypergradient` concerns the second-order
-    solver only (the ridge-regression gradient is first-order by construction)."""
+                 outer_splits: int = 2, hypergradient: str = "forward",
+                 unroll_steps: int = 1) -> InnerSolver:
+    """Makes the solver for `algorithm`. `hypergradient` and `unroll_steps` concern the
+    second-order solver only (the ridge-regression solve is in closed form: nothing
+    to unroll, and its gradient is first-order by construction)."""
     if algorithm == "second_order":
         return UnrolledSGDSolver(factory, outer_precision=outer_precision,
-                                 outer_splits=outer_splits, hypergradient=hypergradient)
+                                 outer_splits=outer_splits, hypergradient=hypergradient,
+                                 unroll_steps=unroll_steps)
     if algorithm == "ridge_regression":
+        if unroll_steps != 1:
+            raise DistillError(f"unroll_steps={unroll_steps} is for --algorithm=second_order; "
+                               f"ridge regression solves its inner problem in closed form")
         return RidgeRegressionSolver(factory, outer_precision=outer_precision,
                                      outer_splits=outer_splits)
     raise DistillError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")

@@ -11,6 +11,16 @@ in the direction v. This is exact (not a first-order approximation) and replaces
 the reverse pass through the inner gradient ("double backprop") by one JVP over the
 small inner batch. `hypergradient="reverse"` keeps the textbook nested-tape form;
 the tests check that both agree with finite differences.
+
+`unroll_steps=K > 1` (issue 13) looks further ahead: K SGD steps on K inner batches,
+theta_k = theta_{k-1} - alpha grad L_in(theta_{k-1}, y~ of batch k), and the outer
+loss at theta_K. The label hypergradient then passes through K - 1 Hessians, which
+forward mode over the labels could only give with one JVP per label entry, so it is
+taken in reverse mode through the unrolled steps (nested tapes). Memory: the tape
+keeps the K inner passes (weights and the n_i images' activations, twice over for
+the second-order terms); the outer pass is taken once, at theta_K, as for K = 1.
+The learner itself still takes one Adam step per meta step on the first inner
+batch, so step counts, resets and the validation protocol mean what they did.
 """
 
 from __future__ import annotations
@@ -29,6 +39,16 @@ from kerasdistill.models.registry import ModelFactory
 HYPERGRADIENT_MODES = ("forward", "reverse")
 
 
+def check_unroll_steps(unroll_steps: int, hypergradient: str):
+    """Raises DistillError for an unroll the solver cannot take."""
+    if not isinstance(unroll_steps, int) or isinstance(unroll_steps, bool) or unroll_steps < 1:
+        raise DistillError(f"unroll_steps must be a whole number >= 1, got {unroll_steps!r}")
+    if unroll_steps > 1 and hypergradient != "reverse":
+        raise DistillError(
+            f"unroll_steps={unroll_steps} needs hypergradient='reverse' (--hypergradient="
+            f"reverse): the forward-mode hypergradient is exact for one inner step only")
+
+
 class UnrolledSGDSolver(InnerSolver):
     """SPEC 2a. Hyperparameters as in the paper: alpha = 0.01, learner Adam 1e-3."""
 
@@ -36,10 +56,13 @@ class UnrolledSGDSolver(InnerSolver):
 
     def __init__(self, factory: ModelFactory, inner_learning_rate: float = 0.01,
                  learner_learning_rate: float = 1e-3, hypergradient: str = "forward",
-                 outer_splits: int = 2, outer_precision: str | None = None):
+                 outer_splits: int = 2, outer_precision: str | None = None,
+                 unroll_steps: int = 1):
         if hypergradient not in HYPERGRADIENT_MODES:
             raise DistillError(
                 f"hypergradient must be one of {HYPERGRADIENT_MODES}, got {hypergradient!r}")
+        check_unroll_steps(unroll_steps, hypergradient)
+        self.inner_batches_per_step = unroll_steps
         self.factory = factory
         self.network = FunctionalModel(factory.build(seed=0))
         # The outer pass (1024 images) is most of the step's cost. It may run in
@@ -66,10 +89,14 @@ class UnrolledSGDSolver(InnerSolver):
                 "initialization": "kerasdistill.models (SPEC 4, PyTorch's defaults)"}
 
     def _inner_gradient(self, learner: LearnerState, images, soft_labels):
-        weights = list(learner.weights)
+        return self._inner_gradient_at(learner.weights, learner.non_trainable, images,
+                                       soft_labels)
+
+    def _inner_gradient_at(self, weights, non_trainable, images, soft_labels):
+        weights = list(weights)
         with tf.GradientTape() as tape:
             tape.watch(weights)
-            logits, non_trainable = self.network(weights, learner.non_trainable, images)
+            logits, non_trainable = self.network(weights, non_trainable, images)
             loss = soft_cross_entropy(logits, soft_labels)
         return loss, tape.gradient(loss, weights), non_trainable
 
@@ -85,6 +112,9 @@ class UnrolledSGDSolver(InnerSolver):
     def meta_gradient(self, learner, inner_images, inner_labels, outer_images,
                       outer_labels) -> SolverStep:
         alpha = self.inner_learning_rate
+        if self.inner_batches_per_step > 1:
+            return self._unrolled_meta_gradient(learner, inner_images, inner_labels,
+                                                outer_images, outer_labels)
         if self.hypergradient == "reverse":
             with tf.GradientTape() as label_tape:
                 label_tape.watch(inner_labels)
@@ -117,6 +147,30 @@ class UnrolledSGDSolver(InnerSolver):
         return SolverStep(inner_label_grad=label_grad,
                           learner=LearnerState(weights, non_trainable, optimizer),
                           outer_loss=outer_loss, outer_error=outer_error, inner_loss=inner_loss)
+
+    def _unrolled_meta_gradient(self, learner: LearnerState, inner_images, inner_labels,
+                                outer_images, outer_labels) -> SolverStep:
+        """K = inner_batches_per_step SGD steps, batch k on images[k] and labels[k], the
+        hypergradient in reverse mode through all of them (module docstring)."""
+        alpha = self.inner_learning_rate
+        with tf.GradientTape() as label_tape:
+            label_tape.watch(inner_labels)
+            fast, non_trainable = list(learner.weights), learner.non_trainable
+            for k in range(self.inner_batches_per_step):
+                loss, grads, non_trainable = self._inner_gradient_at(
+                    fast, non_trainable, inner_images[k], inner_labels[k])
+                if k == 0:
+                    first_loss, first_grads, first_non_trainable = loss, grads, non_trainable
+                fast = [w - alpha * g for w, g in zip(fast, grads)]
+            outer_loss, outer_error = self._outer_loss(
+                fast, learner.non_trainable, outer_images, outer_labels)
+        label_grad = label_tape.gradient(outer_loss, inner_labels)
+        weights, optimizer = adam_update(learner.weights, first_grads, learner.optimizer,
+                                         self.learner_learning_rate)
+        return SolverStep(inner_label_grad=label_grad,
+                          learner=LearnerState(weights, first_non_trainable, optimizer),
+                          outer_loss=outer_loss, outer_error=outer_error,
+                          inner_loss=first_loss)
 
     def train_step(self, learner: LearnerState, images, soft_labels) -> LearnerState:
         _, grads, non_trainable = self._inner_gradient(learner, images, soft_labels)

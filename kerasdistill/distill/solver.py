@@ -31,6 +31,9 @@ class InnerSolver(abc.ABC):
     training travels in the learner state they return."""
 
     name: str
+    # Inner batches each meta step hands to `meta_gradient`: 1 (images n_i x ..., labels
+    # n_i x C), or K for a solver that unrolls K inner steps (K x n_i x ..., K x n_i x C).
+    inner_batches_per_step: int = 1
 
     @abc.abstractmethod
     def init_learner(self, seed: int) -> Any:
