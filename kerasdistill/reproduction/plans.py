@@ -296,6 +296,71 @@ def _target_set_size(budget: str) -> ExperimentPlan:
         tuple(runs), x_label="target examples", log_x=True)
 
 
+# Issue 13: three seeds per cell (the paper's and the two of the project's earlier
+# seed checks), 20 test models each.
+BEYOND_SEEDS = (1234, 0, 465)
+# Rows: (folder key, title, source, target, n, architecture).
+BEYOND_ROWS = (
+    ("mnist_n100_lenet", "MNIST n = 100, LeNet", None, "mnist", 100, "lenet"),
+    ("mnist_n100_convnet", "MNIST n = 100, ConvNet", None, "mnist", 100, "convnet"),
+    ("mnist_n10_lenet", "MNIST n = 10, LeNet", None, "mnist", 10, "lenet"),
+    ("mnist_n10_convnet", "MNIST n = 10, ConvNet", None, "mnist", 10, "convnet"),
+    ("fashion_to_mnist_n100_lenet", "Fashion-MNIST -> MNIST n = 100, LeNet", "fashion_mnist",
+     "mnist", 100, "lenet"),
+    ("cifar10_n100_convnet", "CIFAR-10 n = 100, ConvNet", None, "cifar10", 100, "convnet"),
+)
+# Columns: (folder key, title, ExperimentConfig settings). Item 2's look-ahead is run
+# from the teacher's labels, the best start of the cells before it.
+BEYOND_COLUMNS = (
+    ("ld_uniform", "uniform-init LD (paper)", {}),
+    ("teacher", "teacher labels", {"baseline": "teacher"}),
+    ("ld_one_hot", "one-hot-init LD", {"label_init": "one_hot"}),
+    ("ld_teacher", "teacher-init LD", {"label_init": "teacher"}),
+    ("ld_teacher_softmax", "teacher-init LD, softmax labels",
+     {"label_init": "teacher", "label_parameterization": "softmax"}),
+    ("ld_teacher_k2", "teacher-init LD, K = 2",
+     {"label_init": "teacher", "unroll_steps": 2, "hypergradient": "reverse"}),
+    ("ld_teacher_k5", "teacher-init LD, K = 5",
+     {"label_init": "teacher", "unroll_steps": 5, "hypergradient": "reverse"}),
+    ("ld_teacher_k10", "teacher-init LD, K = 10",
+     {"label_init": "teacher", "unroll_steps": 10, "hypergradient": "reverse"}),
+)
+_SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_k2")
+
+
+def _beyond(budget: str) -> ExperimentPlan:
+    rows = BEYOND_ROWS if budget != "smoke" else (
+        ("mnist_n10_lenet", "MNIST n = 10, LeNet", None, "mnist", 10, "lenet"),)
+    columns = BEYOND_COLUMNS if budget != "smoke" else tuple(
+        c for c in BEYOND_COLUMNS if c[0] in _SMOKE_BEYOND_COLUMNS)
+    seeds = BEYOND_SEEDS if budget != "smoke" else BEYOND_SEEDS[:1]
+    runs = []
+    for row_key, row, source, target, n, architecture in rows:
+        for column_key, column, settings in columns:
+            settings = dict(settings)
+            baseline = settings.pop("baseline", "none")
+            parameterization = settings.pop("label_parameterization", "clip")
+            if source is not None and settings.get("label_init") == "one_hot":
+                continue  # the source's classes are not the target's
+            for seed in seeds:
+                config = _config(budget, target, n, "ld", baseline, source=source,
+                                 architecture=architecture, eval_optimizers=(),
+                                 step_offsets=(), **settings)
+                config = dataclasses.replace(config, distill=dataclasses.replace(
+                    config.distill, seed=seed, label_parameterization=parameterization))
+                runs.append(PlannedRun(f"beyond_{budget}/{row_key}_{column_key}_s{seed}",
+                                       config, row, column))
+    return ExperimentPlan(
+        "beyond", budget, "Beyond the paper: labels against a trained teacher's (issue 13)",
+        "Where meta-learning starts (uniform as in the paper, the base images' one-hot "
+        "classes, the teacher baseline's labels) and what it looks through (K inner SGD "
+        "steps; softmax-parameterised labels), on the same base images as the teacher's "
+        "labels. Each cell: mean +- std between seeds of each seed's mean over its test "
+        "models (1234, 0, 465). A started run validates its starting labels first and keeps "
+        "them if meta-learning never beats them. Not in the table yet: the pool of learners, "
+        "the longer-horizon outer loss and the evaluation recipes of issue 13.", tuple(runs))
+
+
 EXPERIMENTS = {
     "within_mnist": lambda b: _within("within_mnist", "mnist", "MNIST within-dataset", b),
     "within_cifar10": lambda b: _within("within_cifar10", "cifar10", "CIFAR-10 within-dataset",
@@ -312,6 +377,7 @@ EXPERIMENTS = {
         "Fresh models trained for the learned step count shifted by -50 ... +100 steps "
         "(SPEC 5.4).", "steps"),
     "target_set_size": _target_set_size,
+    "beyond": _beyond,
 }
 
 

@@ -41,8 +41,23 @@ def _nothing_of_its_own(plan: ExperimentPlan, row: str, columns: list, cells: di
 def _cell(summary: dict | None) -> str:
     if summary is None:
         return "not run"
-    return (f"{100 * summary['test_accuracy_mean']:.2f} +- "
+    text = (f"{100 * summary['test_accuracy_mean']:.2f} +- "
             f"{100 * summary['test_accuracy_std']:.2f}")
+    if "seeds" in summary:
+        text += f" ({summary['seeds']} of {summary['planned_seeds']} seeds)"
+    return text
+
+
+def combined_over_seeds(summaries: list) -> dict | None:
+    """A cell planned as several runs (seeds): the mean of the finished runs' means, and
+    the std between those means (0 for one run); None when none has finished."""
+    finished = [s for s in summaries if s is not None]
+    if not finished:
+        return None
+    means = np.array([s["test_accuracy_mean"] for s in finished])
+    return {"test_accuracy_mean": float(means.mean()), "test_accuracy_std": float(means.std()),
+            "seeds": len(finished), "planned_seeds": len(summaries),
+            "seed_means": means.tolist()}
 
 
 def run_wall_seconds(results: dict) -> float:
@@ -100,7 +115,7 @@ def write_report(output_dir: str, plans: list[ExperimentPlan] | None = None) -> 
 
 
 def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list[str]:
-    rows, columns, cells = [], [], {}
+    rows, columns, cells, planned = [], [], {}, {}
     loaded = {}
     not_the_plans = {}  # folder -> why its results.json is not this plan's run
     for run in plan.runs:
@@ -117,7 +132,11 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
                    if results and run.folder not in not_the_plans else None)
         rows.append(run.row) if run.row not in rows else None
         columns.append(run.column) if run.column not in columns else None
-        cells[run.row, run.column] = (summary, run)
+        planned.setdefault((run.row, run.column), []).append((summary, run))
+    for key, entries in planned.items():
+        # One run per cell, or several seeds of it (the beyond plan), combined.
+        cells[key] = (entries[0][0] if len(entries) == 1 else
+                      combined_over_seeds([summary for summary, _ in entries]), entries[0][1])
     paper_columns = [c for c in columns if any((plan.name, r, c) in PAPER_NUMBERS for r in rows)]
     header = ["", *columns, *[f"paper {c}" for c in paper_columns]]
     lines = [f"## {plan.title} (`{plan.name}`, budget `{plan.budget}`)", "", plan.description,
