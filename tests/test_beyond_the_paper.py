@@ -19,6 +19,7 @@ from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
 from tests.conftest import tiny_config
+from tests.test_hypergradient import hypergradient_and_finite_differences
 from tests.test_meta_loop import _tiny_target
 
 
@@ -39,22 +40,8 @@ def test_unrolled_hypergradient_matches_finite_differences(unroll_steps):
                                unroll_steps=unroll_steps)
     learner = solver.init_learner(seed=3)
     inner_images, labels, outer_images, outer_labels = _float64_problem(unroll_steps)
-    analytic = solver.meta_gradient(learner, inner_images, labels, outer_images,
-                                    outer_labels).inner_label_grad.numpy()
-
-    @tf.function
-    def outer_loss(perturbed):
-        return solver.meta_gradient(learner, inner_images, perturbed, outer_images,
-                                    outer_labels).outer_loss
-
-    eps, base = 1e-7, labels.numpy()
-    numeric = np.zeros_like(analytic)
-    for index in np.ndindex(*base.shape):
-        plus, minus = base.copy(), base.copy()
-        plus[index] += eps
-        minus[index] -= eps
-        numeric[index] = (float(outer_loss(tf.constant(plus))) -
-                          float(outer_loss(tf.constant(minus)))) / (2 * eps)
+    analytic, numeric = hypergradient_and_finite_differences(
+        solver, learner, inner_images, labels, outer_images, outer_labels, eps=1e-7)
     # Every batch's labels matter, the first one's through the later steps' Hessians.
     assert np.abs(numeric[0]).max() > 1e-4 and np.abs(numeric[-1]).max() > 1e-4
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)

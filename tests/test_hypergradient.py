@@ -24,6 +24,28 @@ def _problem(dtype, inner=4, outer=16, seed=0, shape=(28, 28, 1)):
     return inner_images, labels, outer_images, outer_labels
 
 
+def hypergradient_and_finite_differences(solver, learner, inner_images, labels, outer_images,
+                                         outer_labels, eps: float):
+    """(the solver's label hypergradient, its central finite differences in `labels`)."""
+    analytic = solver.meta_gradient(learner, inner_images, labels, outer_images,
+                                    outer_labels).inner_label_grad.numpy()
+
+    @tf.function
+    def outer_loss(perturbed):
+        return solver.meta_gradient(learner, inner_images, perturbed, outer_images,
+                                    outer_labels).outer_loss
+
+    numeric = np.zeros_like(analytic)
+    base = labels.numpy()
+    for index in np.ndindex(*base.shape):
+        plus, minus = base.copy(), base.copy()
+        plus[index] += eps
+        minus[index] -= eps
+        numeric[index] = (float(outer_loss(tf.constant(plus))) -
+                          float(outer_loss(tf.constant(minus)))) / (2 * eps)
+    return analytic, numeric
+
+
 @pytest.mark.parametrize("architecture,shape,mode", [
     ("lenet", (28, 28, 1), "forward"), ("lenet", (28, 28, 1), "reverse"),
     # Small images keep the float64 checks of the bigger networks quick; the layers
@@ -38,25 +60,10 @@ def test_second_order_hypergradient_matches_finite_differences(architecture, sha
     learner = solver.init_learner(seed=3)
     inner_images, labels, outer_images, outer_labels = _problem(tf.float64, shape=shape)
 
-    analytic = solver.meta_gradient(learner, inner_images, labels, outer_images,
-                                    outer_labels).inner_label_grad.numpy()
-
-    @tf.function
-    def outer_loss(perturbed):
-        return solver.meta_gradient(learner, inner_images, perturbed, outer_images,
-                                    outer_labels).outer_loss
-
     # Small steps: with few images, batch norm and ReLU kinks lie within 1e-5 of the
     # labels (the ResNet check misses by 0.2% at eps = 1e-6, agrees to 1e-9 at 1e-7).
-    eps = 1e-7
-    numeric = np.zeros_like(analytic)
-    base = labels.numpy()
-    for index in np.ndindex(*base.shape):
-        plus, minus = base.copy(), base.copy()
-        plus[index] += eps
-        minus[index] -= eps
-        numeric[index] = (float(outer_loss(tf.constant(plus))) -
-                          float(outer_loss(tf.constant(minus)))) / (2 * eps)
+    analytic, numeric = hypergradient_and_finite_differences(
+        solver, learner, inner_images, labels, outer_images, outer_labels, eps=1e-7)
     assert np.abs(numeric).max() > 1e-4, "the check needs a non-trivial gradient"
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
