@@ -90,6 +90,10 @@ flags.DEFINE_enum("label_parameterization", "clip", ["clip", "softmax"],
                   "softmax: the labels are a softmax of learned logits.")
 flags.DEFINE_integer("unroll_steps", 1, "K: inner SGD steps (on K inner batches) the "
                      "hypergradient looks through; K > 1 needs --hypergradient=reverse.")
+flags.DEFINE_enum("validation_steps", "learner", ["learner", "search"],
+                  "The step count each validation point scores the labels at: learner (the "
+                  "paper's: the learner's steps since its last reset) or search (the labels' "
+                  "own best, searched as for a baseline and scored with a fresh model).")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")
 flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
@@ -165,7 +169,7 @@ def _run():
         eval_optimizers=tuple(FLAGS.eval_optimizers),
         step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
         transfer_repetitions=FLAGS.transfer_repetitions, label_init=FLAGS.label_init,
-        unroll_steps=FLAGS.unroll_steps)
+        unroll_steps=FLAGS.unroll_steps, validation_steps=FLAGS.validation_steps)
     run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
                    requested={f"distill.{k}" if k != "architecture" else k: v
                               for k, v in filled.items()})

@@ -56,6 +56,9 @@ BASE_SELECTIONS = ("auto", "balanced", "unbalanced")
 # Where meta-learning starts (issue 13): the paper's uniform labels, the base images'
 # one-hot classes, or the teacher baseline's labels (its validated temperature).
 LABEL_INITS = ("uniform", "one_hot", "teacher")
+# The step count each validation point scores its labels at: the learner's (steps since
+# its last reset, SPEC 3, the paper's), or the labels' own, searched as for a baseline.
+VALIDATION_STEPS = ("learner", "search")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,7 @@ class ExperimentConfig:
     transfer_repetitions: int | None = None  # None: test_repetitions
     label_init: str = "uniform"        # LABEL_INITS
     unroll_steps: int = 1              # K inner SGD steps per hypergradient (second_order)
+    validation_steps: str = "learner"  # VALIDATION_STEPS
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -149,6 +153,10 @@ class ExperimentConfig:
                                "it needs --source (another dataset); within a dataset use "
                                "--baseline=true_labels")
         require_one_of("label_init", self.label_init, LABEL_INITS)
+        require_one_of("validation_steps", self.validation_steps, VALIDATION_STEPS)
+        if self.validation_steps != "learner" and self.baseline != "none":
+            raise DistillError(f"--validation_steps={self.validation_steps} concerns learned "
+                               f"labels; a baseline always searches its step count")
         if self.label_init != "uniform" and self.baseline != "none":
             raise DistillError(f"--label_init={self.label_init} starts meta-learning; a "
                                f"baseline (--baseline={self.baseline}) learns nothing")
@@ -372,7 +380,10 @@ def _distill(config, solver, factory, trainer, inputs: RunInputs, model_dir, ide
         solver, config.distill, inputs.base_images, inputs.target,
         checkpoint_dir=os.path.join(model_dir, "checkpoint"),
         tensorboard_dir=os.path.join(model_dir, "tensorboard"), verbose=verbose,
-        identity=identity, starting_labels=starting_labels)
+        identity=identity, starting_labels=starting_labels,
+        validation_checkpoints=baseline_checkpoints(config.distill.num_base_examples,
+                                                    config.baseline_max_steps)
+        if config.validation_steps == "search" else None)
     times["meta_train_seconds"] = distilled.meta_train_seconds
     times["validation_seconds"] = distilled.validation_seconds
     times["earlier_sessions_seconds"] = distilled.earlier_sessions_seconds

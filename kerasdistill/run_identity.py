@@ -33,7 +33,7 @@ EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
 # at these values (what every earlier run did) they are left out of the identity,
 # so an identity recorded before them still names the same run.
 OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
-                      "distill.label_parameterization": "clip"}
+                      "distill.label_parameterization": "clip", "validation_steps": "learner"}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -86,8 +86,9 @@ def run_identity(config: dict) -> dict:
         flat.pop("emnist_orientation", None)
         flat.pop("npz_orientation", None)
     starts_from = flat.get("label_init", "uniform")
-    if flat.get("baseline") in (None, "none") and starts_from == "uniform":
-        # Only the baselines and scored starting labels search a step count.
+    if flat.get("baseline") in (None, "none") and starts_from == "uniform" and flat.get(
+            "validation_steps", "learner") == "learner":
+        # Only the baselines, scored starts and searched validation use the step search.
         flat.pop("baseline_max_steps", None)
     if flat.get("baseline") != "teacher" and starts_from != "teacher":
         flat.pop("teacher_epochs", None)

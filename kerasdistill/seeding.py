@@ -11,7 +11,7 @@ import numpy as np
 
 # One integer per purpose; never reorder or reuse.
 SPLIT, TARGET_SUBSET, BASE_EXAMPLES, EPOCH_ORDER, MODEL_INIT, INNER_BATCH, LEARNER, VALIDATION, \
-    TEST, BASELINE, TEACHER, CLASS_MAPPING, START_VALIDATION = range(13)
+    TEST, BASELINE, TEACHER, CLASS_MAPPING, START_VALIDATION, VALIDATION_SEARCH = range(14)
 
 
 def derive_seed(seed: int, purpose: int, *indices: int) -> int:

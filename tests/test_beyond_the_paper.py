@@ -295,3 +295,46 @@ def test_bad_beyond_settings_are_refused_before_any_work(tmp_path, changes, mess
 def test_unknown_label_parameterization_is_refused():
     with pytest.raises(DistillError, match="label_parameterization must be one of"):
         DistillConfig(num_base_examples=10, inner_batch_size=5, label_parameterization="tanh")
+
+
+def test_searched_validation_scores_each_point_at_the_labels_own_step_count():
+    """validation_steps=search: each point's step count is the search's choice on one
+    model, and its error that of a fresh model of the point's own seed at that count."""
+    from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
+    from kerasdistill.seeding import VALIDATION, VALIDATION_SEARCH, derive_seed
+    target = _tiny_target()
+    base_images = target.train_images[:10]
+    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
+                           outer_batch_size=32, seed=3, validation_every_epochs=1)
+    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
+                          outer_precision="float32")
+    checkpoints = [10, 25, 50, 75]
+    searched = distill_labels(solver, config, base_images, target, verbose=False,
+                              validation_checkpoints=checkpoints)
+    paper = distill_labels(solver, config, base_images, target, verbose=False)
+    # The same meta-learning: only the scoring differs.
+    np.testing.assert_array_equal(searched.final_soft_labels, paper.final_soft_labels)
+    assert [p["learner_steps"] for p in searched.validation_curve] == [
+        p["num_train_steps"] for p in paper.validation_curve]
+    last = searched.validation_curve[-1]
+    trainer = EvaluationTrainer(solver, base_images, 5)
+    steps, _ = choose_num_steps(trainer, searched.final_soft_labels, checkpoints,
+                                derive_seed(3, VALIDATION_SEARCH, 1), target.validation_images,
+                                target.validation_labels)
+    assert last["num_train_steps"] == steps and steps in checkpoints
+    assert last["validation_error"] == trainer.fresh_model_error(
+        searched.final_soft_labels, steps, derive_seed(3, VALIDATION, 1),
+        target.validation_images, target.validation_labels)
+    with pytest.raises(DistillError, match="validation_checkpoints must be positive"):
+        distill_labels(solver, config, base_images, target, verbose=False,
+                       validation_checkpoints=[0, 10])
+
+
+def test_searched_validation_settings():
+    searched = dataclasses.asdict(tiny_config(None, validation_steps="search"))
+    assert run_identity(searched)["validation_steps"] == "search"
+    assert "baseline_max_steps" in run_identity(searched)
+    with pytest.raises(DistillError, match="validation_steps must be one of"):
+        tiny_config(None, validation_steps="sometimes").check()
+    with pytest.raises(DistillError, match="a baseline always searches"):
+        tiny_config(None, validation_steps="search", baseline="true_labels").check()

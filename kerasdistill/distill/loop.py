@@ -26,9 +26,9 @@ from kerasdistill.distill.resets import (ResetTracker, absorb_reset_state, defau
 from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.distribute import DISTRIBUTIONS, make_strategy
 from kerasdistill.errors import DistillError, require_one_of
-from kerasdistill.evaluation.training import EvaluationTrainer
+from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
 from kerasdistill.seeding import (INNER_BATCH, LEARNER, START_VALIDATION, VALIDATION,
-                                  derive_seed)
+                                  VALIDATION_SEARCH, derive_seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +177,8 @@ UNIFORM_START = {"label_init": "uniform"}
 
 
 def default_identity(config: DistillConfig, solver: InnerSolver,
-                     given_start: bool = False) -> dict:
+                     given_start: bool = False,
+                     validation_checkpoints: list[int] | None = None) -> dict:
     """The checkpoint's identity when the caller gives none: the distillation
     settings that change the labels, the solver, and whether the labels started
     from the caller's (`starting_labels`) rather than uniform."""
@@ -187,6 +188,8 @@ def default_identity(config: DistillConfig, solver: InnerSolver,
     identity = {"distill": settings, "solver": solver.name}
     if given_start:
         identity["starting_labels"] = "given"
+    if validation_checkpoints is not None:
+        identity["validation_checkpoints"] = [int(c) for c in validation_checkpoints]
     return identity
 
 
@@ -194,8 +197,8 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
                    target: TargetSplits, checkpoint_dir: str | None = None,
                    tensorboard_dir: str | None = None, verbose: bool = True,
                    identity: dict | None = None,
-                   starting_labels: Callable[[], StartingLabels] | None = None
-                   ) -> DistillResult:
+                   starting_labels: Callable[[], StartingLabels] | None = None,
+                   validation_checkpoints: list[int] | None = None) -> DistillResult:
     """Learns soft labels for `base_images` so that models trained on them do well on `target`.
 
     Args:
@@ -212,6 +215,9 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
       starting_labels: None to start from uniform labels (SPEC 2), or a function
         giving the StartingLabels; it is called on a fresh start only (a resumed run
         has its labels in the checkpoint), and its labels are validated first.
+      validation_checkpoints: None to validate each point's labels at the learner's
+        step count (SPEC 3, the paper's: steps since the last reset); or step counts to
+        search, as the baselines do: one model picks the count, a fresh one scores it.
 
     Raises:
       NonFiniteError: a step gave a non-finite outer loss, hypergradient or labels.
@@ -220,10 +226,16 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
     num_base = len(base_images)
     if num_base != config.num_base_examples:
         raise DistillError(f"got {num_base} base images, config says {config.num_base_examples}")
+    if validation_checkpoints is not None and (
+            not validation_checkpoints or min(validation_checkpoints) <= 0):
+        raise DistillError(f"validation_checkpoints must be positive step counts, got "
+                           f"{validation_checkpoints}")
     run = _LabelDistillation(solver, config, base_images, target, verbose,
-                             checkpointing=bool(checkpoint_dir))
+                             checkpointing=bool(checkpoint_dir),
+                             validation_checkpoints=validation_checkpoints)
     identity = identity if identity is not None else default_identity(
-        config, solver, given_start=starting_labels is not None)
+        config, solver, given_start=starting_labels is not None,
+        validation_checkpoints=validation_checkpoints)
     checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
     state, progress = run.restore(checkpoint, identity)
     if run.resumed_from == 0 and starting_labels is not None:
@@ -259,9 +271,10 @@ class _LabelDistillation:
     in MetaState and RunProgress, which the methods take and return."""
 
     def __init__(self, solver: InnerSolver, config: DistillConfig, base_images, target,
-                 verbose: bool, checkpointing: bool):
+                 verbose: bool, checkpointing: bool, validation_checkpoints=None):
         self.solver, self.config, self.target, self.verbose = solver, config, target, verbose
         self.checkpointing = checkpointing
+        self.validation_checkpoints = validation_checkpoints
         self.num_base, self.num_classes = len(base_images), target.spec.num_classes
         self.window = config.reset_window or default_reset_window(self.num_base,
                                                                   self.num_classes)
@@ -435,14 +448,24 @@ class _LabelDistillation:
         """SPEC 3: a fresh model on the current labels, judged on the validation split;
         keeps the best labels and step count in `progress`."""
         start = time.perf_counter()
-        num_steps = progress.tracker.num_train_steps()
+        learner_steps = num_steps = progress.tracker.num_train_steps()
+        if self.validation_checkpoints:
+            # The labels' own best step count, as a baseline's: chosen with one model,
+            # scored below with another (the search's minimum is biased low).
+            num_steps, _ = choose_num_steps(
+                self.trainer, state.soft_labels, self.validation_checkpoints,
+                derive_seed(self.config.seed, VALIDATION_SEARCH, progress.epoch - 1),
+                self.target.validation_images, self.target.validation_labels)
         error = self.trainer.fresh_model_error(
             state.soft_labels, num_steps, derive_seed(self.config.seed, VALIDATION,
                                                       progress.epoch - 1),
             self.target.validation_images, self.target.validation_labels)
         progress.validation_seconds += time.perf_counter() - start
-        progress.curve.append({"epoch": progress.epoch, "meta_step": progress.global_step,
-                               "num_train_steps": num_steps, "validation_error": error})
+        point = {"epoch": progress.epoch, "meta_step": progress.global_step,
+                 "num_train_steps": num_steps, "validation_error": error}
+        if self.validation_checkpoints:
+            point["learner_steps"] = learner_steps
+        progress.curve.append(point)
         if error <= progress.best["validation_error"]:  # ties favour later labels, as the reference does
             progress.best = {"validation_error": error, "num_train_steps": num_steps,
                              "epoch": progress.epoch}

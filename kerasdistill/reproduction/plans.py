@@ -318,6 +318,13 @@ BEYOND_COLUMNS = (
     ("ld_teacher", "teacher-init LD", {"label_init": "teacher"}),
     ("ld_teacher_softmax", "teacher-init LD, softmax labels",
      {"label_init": "teacher", "label_parameterization": "softmax"}),
+    # Each validation point at its labels' own best step count (searched as for the
+    # baselines and the start), not the learner's steps since its last reset.
+    ("ld_uniform_search", "uniform-init LD, searched steps", {"validation_steps": "search"}),
+    ("ld_one_hot_search", "one-hot-init LD, searched steps",
+     {"label_init": "one_hot", "validation_steps": "search"}),
+    ("ld_teacher_search", "teacher-init LD, searched steps",
+     {"label_init": "teacher", "validation_steps": "search"}),
     ("ld_teacher_k2", "teacher-init LD, K = 2",
      {"label_init": "teacher", "unroll_steps": 2, "hypergradient": "reverse"}),
     ("ld_teacher_k5", "teacher-init LD, K = 5",
@@ -325,7 +332,8 @@ BEYOND_COLUMNS = (
     ("ld_teacher_k10", "teacher-init LD, K = 10",
      {"label_init": "teacher", "unroll_steps": 10, "hypergradient": "reverse"}),
 )
-_SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_k2")
+_SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
+                         "ld_teacher_k2")
 
 
 def _beyond(budget: str) -> ExperimentPlan:
@@ -357,7 +365,9 @@ def _beyond(budget: str) -> ExperimentPlan:
         "steps; softmax-parameterised labels), on the same base images as the teacher's "
         "labels. Each cell: mean +- std between seeds of each seed's mean over its test "
         "models (1234, 0, 465). A started run validates its starting labels first and keeps "
-        "them if meta-learning never beats them. Not in the table yet: the pool of learners, "
+        "them if meta-learning never beats them. 'searched steps': every validation point "
+        "scores its labels at their own best step count instead of the learner's. Not in "
+        "the table yet: the pool of learners, "
         "the longer-horizon outer loss and the evaluation recipes of issue 13.", tuple(runs))
 
 
