@@ -295,3 +295,22 @@ def test_plans_running_side_by_side_keep_each_others_status_entries(tmp_path):
     with open(status_path) as f:
         recorded = json.load(f)
     assert sorted(recorded) == sorted(f"{name}/run{i}" for name in "ab" for i in range(40))
+
+
+def test_a_cell_of_several_seeds_is_the_mean_and_spread_of_their_means():
+    from kerasdistill.reproduction.report import _cell, combined_over_seeds
+    runs = [{"test_accuracy_mean": 0.90, "test_accuracy_std": 0.01}, None,
+            {"test_accuracy_mean": 0.80, "test_accuracy_std": 0.03}]
+    combined = combined_over_seeds(runs)
+    assert combined["test_accuracy_mean"] == pytest.approx(0.85)
+    assert combined["test_accuracy_std"] == pytest.approx(0.05)  # between the seeds' means
+    assert _cell(combined) == "85.00 +- 5.00 (2 of 3 seeds)"
+    assert combined_over_seeds([None, None]) is None
+    plan = experiment_plan("beyond", "cpu")
+    cells = {}
+    for run in plan.runs:
+        cells.setdefault((run.row, run.column), []).append(run)
+    assert {len(seeds) for seeds in cells.values()} == {3}
+    assert all(len({r.config.distill.seed for r in seeds}) == 3 for seeds in cells.values())
+    # The teacher labels and every start share their base images per seed (same seed, n).
+    assert not any(("one-hot" in column and "->" in row) for row, column in cells)
