@@ -164,11 +164,15 @@ class ExperimentConfig:
             raise DistillError("--label_init=one_hot needs base examples from the target "
                                "dataset (their classes are target classes); across datasets "
                                "use --label_init=teacher or uniform")
-        check_unroll_steps(self.unroll_steps, self.hypergradient)
         if self.unroll_steps != 1 and self.algorithm != "second_order":
             raise DistillError(f"--unroll_steps={self.unroll_steps} is for "
                                f"--algorithm=second_order; ridge regression solves its inner "
                                f"problem in closed form")
+        check_unroll_steps(self.unroll_steps, self.hypergradient)
+        if self.label_init == "one_hot" and self.distill.label_parameterization == "softmax":
+            raise DistillError("--label_init=one_hot with --label_parameterization=softmax "
+                               "cannot move: a softmax's gradient vanishes at exact 0 and 1; "
+                               "use clip, or start from the teacher")
         self.teacher_budget()  # validates the teacher's settings
         if self.baseline_max_steps is not None and self.baseline_max_steps < 10:
             raise DistillError(f"baseline_max_steps must be at least 10 (the first point of "

@@ -259,13 +259,14 @@ def test_identity_of_the_new_settings():
     """Old configs (no label_init, unroll_steps, label_parameterization) are the
     defaults' runs; a teacher start keeps the teacher's settings in the identity."""
     config = dataclasses.asdict(tiny_config(None))
-    old = {k: v for k, v in config.items() if k not in ("label_init", "unroll_steps")}
+    old = {k: v for k, v in config.items()
+           if k not in ("label_init", "unroll_steps", "validation_steps")}
     old["distill"] = {k: v for k, v in config["distill"].items()
                       if k != "label_parameterization"}
     assert run_identity(old) == run_identity(config)
     # ...and identities recorded before these settings existed (results.json) still match.
-    assert not {"label_init", "unroll_steps", "distill.label_parameterization"} & set(
-        run_identity(config))
+    assert not {"label_init", "unroll_steps", "distill.label_parameterization",
+                "validation_steps"} & set(run_identity(config))
     softmax = dataclasses.asdict(tiny_config(None))
     softmax["distill"]["label_parameterization"] = "softmax"
     assert run_identity(softmax)["distill.label_parameterization"] == "softmax"
@@ -282,8 +283,10 @@ def test_identity_of_the_new_settings():
     ({"label_init": "one_hot", "source": "fashion_mnist"}, "needs base examples from the target"),
     ({"unroll_steps": 2}, "needs hypergradient='reverse'"),
     ({"unroll_steps": 0}, "unroll_steps must be a whole number"),
-    ({"unroll_steps": 2, "hypergradient": "reverse", "algorithm": "ridge_regression"},
-     "is for --algorithm=second_order"),
+    ({"unroll_steps": 2, "algorithm": "ridge_regression"}, "is for --algorithm=second_order"),
+    ({"label_init": "one_hot", "distill": DistillConfig(
+        num_base_examples=10, inner_batch_size=5, label_parameterization="softmax")},
+     "cannot move"),
 ])
 def test_bad_beyond_settings_are_refused_before_any_work(tmp_path, changes, message):
     config = tiny_config(str(tmp_path / "no_data_here"), **changes)
@@ -325,9 +328,10 @@ def test_searched_validation_scores_each_point_at_the_labels_own_step_count():
     assert last["validation_error"] == trainer.fresh_model_error(
         searched.final_soft_labels, steps, derive_seed(3, VALIDATION, 1),
         target.validation_images, target.validation_labels)
-    with pytest.raises(DistillError, match="validation_checkpoints must be positive"):
-        distill_labels(solver, config, base_images, target, verbose=False,
-                       validation_checkpoints=[0, 10])
+    for bad in ([0, 10], [25, 10], [10, 10]):
+        with pytest.raises(DistillError, match="validation_checkpoints must be positive"):
+            distill_labels(solver, config, base_images, target, verbose=False,
+                           validation_checkpoints=bad)
 
 
 def test_searched_validation_settings():
@@ -338,3 +342,16 @@ def test_searched_validation_settings():
         tiny_config(None, validation_steps="sometimes").check()
     with pytest.raises(DistillError, match="a baseline always searches"):
         tiny_config(None, validation_steps="search", baseline="true_labels").check()
+
+
+def test_library_identity_tells_unrolls_apart_and_keeps_clip_as_before():
+    from kerasdistill.distill.loop import default_identity
+    config = DistillConfig(num_base_examples=10, inner_batch_size=5)
+    factory = ModelFactory("lenet", (28, 28, 1), 10)
+    one = default_identity(config, UnrolledSGDSolver(factory))
+    five = default_identity(config, UnrolledSGDSolver(factory, hypergradient="reverse",
+                                                      unroll_steps=5))
+    assert "label_parameterization" not in one["distill"] and one != five
+    softmax = default_identity(dataclasses.replace(config, label_parameterization="softmax"),
+                               UnrolledSGDSolver(factory))
+    assert softmax["distill"]["label_parameterization"] == "softmax"

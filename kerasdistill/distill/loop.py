@@ -185,7 +185,11 @@ def default_identity(config: DistillConfig, solver: InnerSolver,
     settings = dataclasses.asdict(config)
     for free in ("epochs", "jit_compile", "steps_per_call", "distribute"):
         settings.pop(free)
+    if settings.get("label_parameterization") == "clip":
+        settings.pop("label_parameterization")  # as identities written before it existed
     identity = {"distill": settings, "solver": solver.name}
+    if solver.inner_batches_per_step > 1:
+        identity["unroll_steps"] = solver.inner_batches_per_step
     if given_start:
         identity["starting_labels"] = "given"
     if validation_checkpoints is not None:
@@ -227,9 +231,10 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
     if num_base != config.num_base_examples:
         raise DistillError(f"got {num_base} base images, config says {config.num_base_examples}")
     if validation_checkpoints is not None and (
-            not validation_checkpoints or min(validation_checkpoints) <= 0):
-        raise DistillError(f"validation_checkpoints must be positive step counts, got "
-                           f"{validation_checkpoints}")
+            not validation_checkpoints or min(validation_checkpoints) <= 0 or
+            list(validation_checkpoints) != sorted(set(validation_checkpoints))):
+        raise DistillError(f"validation_checkpoints must be positive, increasing step counts, "
+                           f"got {validation_checkpoints}")
     run = _LabelDistillation(solver, config, base_images, target, verbose,
                              checkpointing=bool(checkpoint_dir),
                              validation_checkpoints=validation_checkpoints)
@@ -434,7 +439,7 @@ class _LabelDistillation:
         broken = [name for name, ok in zip(FINITE_CHECKS, finite) if not ok]
         if not self.checkpointing:
             kept = "no checkpoints are kept by this run"
-        elif progress.curve:
+        elif progress.curve and progress.curve[-1]["epoch"] > 0:  # epoch 0: a start's score
             kept = f"the checkpoint of epoch {progress.curve[-1]['epoch']} is kept"
         else:
             kept = "no checkpoint had been written yet"

@@ -361,7 +361,7 @@ def _beyond(budget: str) -> ExperimentPlan:
             for seed in seeds:
                 config = _config(budget, target, n, "ld", baseline, source=source,
                                  architecture=architecture, eval_optimizers=(),
-                                 step_offsets=(), **settings)
+                                 step_offsets=(), eval_architectures=(), **settings)
                 config = dataclasses.replace(config, distill=dataclasses.replace(
                     config.distill, seed=seed, label_parameterization=parameterization))
                 runs.append(PlannedRun(f"beyond_{budget}/{row_key}_{column_key}_s{seed}",

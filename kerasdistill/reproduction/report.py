@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 
 import numpy as np
 
@@ -50,12 +51,16 @@ def _cell(summary: dict | None) -> str:
 
 def combined_over_seeds(summaries: list) -> dict | None:
     """A cell planned as several runs (seeds): the mean of the finished runs' means, and
-    the std between those means (0 for one run); None when none has finished."""
+    the sample std between those means (one run: its std over its test models); None
+    when none has finished."""
     finished = [s for s in summaries if s is not None]
     if not finished:
         return None
     means = np.array([s["test_accuracy_mean"] for s in finished])
-    return {"test_accuracy_mean": float(means.mean()), "test_accuracy_std": float(means.std()),
+    # The sample std (ddof = 1) between the seeds: 3 seeds, a population std would
+    # understate it. One seed has no spread between seeds: its own std over test models.
+    spread = float(means.std(ddof=1)) if len(finished) > 1 else finished[0]["test_accuracy_std"]
+    return {"test_accuracy_mean": float(means.mean()), "test_accuracy_std": spread,
             "seeds": len(finished), "planned_seeds": len(summaries),
             "seed_means": means.tolist()}
 
@@ -244,18 +249,23 @@ def _figure(plan, rows, columns, cells, output_dir) -> str | None:
         if plan.log_x:
             ax.set_xscale("log")
     else:
+        # Only columns with a number get a bar (and a legend entry), each its own colour
+        # (tab10 repeats after ten).
+        columns = [c for c in columns if series[c]]
         width = 0.8 / max(len(columns), 1)
+        colours = plt.cm.tab20(np.linspace(0, 1, 20))[:len(columns)] if len(columns) > 10 \
+            else [None] * len(columns)
         for index, column in enumerate(columns):
             means = [100 * cells[r, column][0]["test_accuracy_mean"]
                      if (r, column) in cells and cells[r, column][0] else np.nan for r in rows]
             stds = [100 * cells[r, column][0]["test_accuracy_std"]
                     if (r, column) in cells and cells[r, column][0] else 0.0 for r in rows]
             ax.bar(np.arange(len(rows)) + index * width, means, width, yerr=stds, capsize=2,
-                   label=column)
+                   label=column, color=colours[index])
         ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, rows, rotation=20, ha="right",
                       fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{plan.title} ({plan.budget} budget)")
+    ax.set_title(textwrap.fill(f"{plan.title} ({plan.budget} budget)", 60), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: never on a bar
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
