@@ -94,6 +94,10 @@ flags.DEFINE_enum("validation_steps", "learner", ["learner", "search"],
                   "The step count each validation point scores the labels at: learner (the "
                   "paper's: the learner's steps since its last reset) or search (the labels' "
                   "own best, searched as for a baseline and scored with a fresh model).")
+flags.DEFINE_integer("learner_pool", 1, "P: learners whose label hypergradients each meta "
+                     "step averages; a reset replaces the oldest, so they are at different "
+                     "stages of training (1: the paper's single learner). P > 1 needs "
+                     "--validation_steps=search and costs P times the meta step.")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")
 flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
@@ -169,7 +173,8 @@ def _run():
         eval_optimizers=tuple(FLAGS.eval_optimizers),
         step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
         transfer_repetitions=FLAGS.transfer_repetitions, label_init=FLAGS.label_init,
-        unroll_steps=FLAGS.unroll_steps, validation_steps=FLAGS.validation_steps)
+        unroll_steps=FLAGS.unroll_steps, validation_steps=FLAGS.validation_steps,
+        learner_pool=FLAGS.learner_pool)
     run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
                    requested={f"distill.{k}" if k != "architecture" else k: v
                               for k, v in filled.items()})

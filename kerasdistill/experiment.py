@@ -97,6 +97,7 @@ class ExperimentConfig:
     label_init: str = "uniform"        # LABEL_INITS
     unroll_steps: int = 1              # K inner SGD steps per hypergradient (second_order)
     validation_steps: str = "learner"  # VALIDATION_STEPS
+    learner_pool: int = 1              # learners per meta step (learner_pool.py); 1: the paper's
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -169,6 +170,18 @@ class ExperimentConfig:
                                f"--algorithm=second_order; ridge regression solves its inner "
                                f"problem in closed form")
         check_unroll_steps(self.unroll_steps, self.hypergradient)
+        if isinstance(self.learner_pool, bool) or not isinstance(self.learner_pool, int) \
+                or self.learner_pool < 1:
+            raise DistillError(f"learner_pool must be a positive integer, got "
+                               f"{self.learner_pool!r}")
+        if self.learner_pool > 1 and self.baseline != "none":
+            raise DistillError(f"--learner_pool={self.learner_pool} learns labels; a baseline "
+                               f"(--baseline={self.baseline}) learns nothing")
+        if self.learner_pool > 1 and self.validation_steps != "search":
+            raise DistillError(f"--learner_pool={self.learner_pool} needs "
+                               f"--validation_steps=search: a pool's members outlive the "
+                               f"interval between resets, so that interval is not a training "
+                               f"run's step count")
         if self.label_init == "one_hot" and self.distill.label_parameterization == "softmax":
             raise DistillError("--label_init=one_hot with --label_parameterization=softmax "
                                "cannot move: a softmax's gradient vanishes at exact 0 and 1; "
@@ -527,4 +540,4 @@ def _solver(config: ExperimentConfig, factory: ModelFactory):
                         hypergradient=config.hypergradient,
                         outer_precision=config.outer_precision,
                         unroll_steps=config.unroll_steps if config.algorithm == "second_order"
-                        else 1)
+                        else 1, learner_pool=config.learner_pool)

@@ -33,7 +33,8 @@ EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
 # at these values (what every earlier run did) they are left out of the identity,
 # so an identity recorded before them still names the same run.
 OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
-                      "distill.label_parameterization": "clip", "validation_steps": "learner"}
+                      "distill.label_parameterization": "clip", "validation_steps": "learner",
+                      "learner_pool": 1}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:

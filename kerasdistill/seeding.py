@@ -11,7 +11,8 @@ import numpy as np
 
 # One integer per purpose; never reorder or reuse.
 SPLIT, TARGET_SUBSET, BASE_EXAMPLES, EPOCH_ORDER, MODEL_INIT, INNER_BATCH, LEARNER, VALIDATION, \
-    TEST, BASELINE, TEACHER, CLASS_MAPPING, START_VALIDATION, VALIDATION_SEARCH = range(14)
+    TEST, BASELINE, TEACHER, CLASS_MAPPING, START_VALIDATION, VALIDATION_SEARCH, \
+    LEARNER_POOL = range(15)
 
 
 def derive_seed(seed: int, purpose: int, *indices: int) -> int:

@@ -17,7 +17,7 @@ import tensorflow as tf
 from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.autotune import JIT_CHOICES, choose_jit_compile
-from kerasdistill.distill.checkpoint import RunCheckpoint
+from kerasdistill.distill.checkpoint import RunCheckpoint, peek_progress
 from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop
 from kerasdistill.distill.meta_step import (FINITE_CHECKS, LABEL_PARAMETERIZATIONS, MetaState,
                                             init_meta_state, uniform_labels)
@@ -190,6 +190,8 @@ def default_identity(config: DistillConfig, solver: InnerSolver,
     identity = {"distill": settings, "solver": solver.name}
     if solver.inner_batches_per_step > 1:
         identity["unroll_steps"] = solver.inner_batches_per_step
+    if solver.learners_per_step > 1:
+        identity["learner_pool"] = solver.learners_per_step
     if given_start:
         identity["starting_labels"] = "given"
     if validation_checkpoints is not None:
@@ -311,15 +313,17 @@ class _LabelDistillation:
         state = init_meta_state(self.solver, uniform_labels(self.num_base, self.num_classes),
                                 derive_seed(self.config.seed, LEARNER, 0))
         progress = RunProgress(tracker=ResetTracker(self.window))
-        restored = checkpoint.restore(state) if checkpoint and checkpoint.exists() else None
+        if not (checkpoint and checkpoint.exists()):
+            return state, progress
+        # Checked before the tensors are read too: another run's state may have other
+        # shapes (a learner pool, another model), which would fail to restore with a
+        # message about tensors instead of this one.
+        _check_identity(checkpoint.directory, peek_progress(checkpoint.directory), identity)
+        restored = checkpoint.restore(state)
         if restored is None:
             return state, progress
         state, best_labels, record = restored
-        if record.get("identity") != identity:
-            raise DistillError(
-                f"the checkpoint in {checkpoint.directory} was written by a run with other "
-                f"settings ({record.get('identity')}); use another --model_dir or delete the "
-                f"checkpoint to start afresh")
+        _check_identity(checkpoint.directory, record, identity)
         progress = RunProgress.from_record(record, best_labels)
         if progress.epoch < self.config.epochs and record.get("batch_draws") != BATCH_DRAWS:
             raise DistillError(
@@ -479,6 +483,14 @@ class _LabelDistillation:
             with writer.as_default(step=progress.epoch):
                 tf.summary.scalar("validation_error", error)
                 tf.summary.scalar("num_train_steps", num_steps)
+
+
+def _check_identity(directory: str, record: dict | None, identity: dict):
+    if record is not None and record.get("identity") != identity:
+        raise DistillError(
+            f"the checkpoint in {directory} was written by a run with other settings "
+            f"({record.get('identity')}); use another --model_dir or delete the checkpoint "
+            f"to start afresh")
 
 
 _MAX_RESETS_PER_CALL = 8

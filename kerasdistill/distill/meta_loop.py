@@ -119,7 +119,8 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
             reset = tf.logical_and(reset, ok)
             # The bound makes `used` < max_resets; the host checks it after the call.
             slot = tf.minimum(used, max_resets - 1)
-            learner = tf.cond(reset, lambda: pick(inputs.fresh_learners, slot),
+            learner = tf.cond(reset, lambda: solver.admit_fresh_learner(
+                new_state.learner, pick(inputs.fresh_learners, slot)),
                               lambda: new_state.learner)
             new_state = new_state._replace(learner=learner)
             # A non-finite step changes nothing: the host reports it and stops.

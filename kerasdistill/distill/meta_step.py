@@ -43,7 +43,7 @@ def uniform_labels(num_base_examples: int, num_classes: int, dtype=tf.float32) -
 
 def init_meta_state(solver: InnerSolver, soft_labels: tf.Tensor, seed: int) -> MetaState:
     return MetaState(soft_labels=soft_labels, label_optimizer=adam_init([soft_labels]),
-                     learner=solver.init_learner(seed))
+                     learner=solver.init_meta_learner(seed))
 
 
 def project_to_simplex_rows(soft_labels: tf.Tensor) -> tf.Tensor:

@@ -34,10 +34,24 @@ class InnerSolver(abc.ABC):
     # Inner batches each meta step hands to `meta_gradient`: 1 (images n_i x ..., labels
     # n_i x C), or K for a solver that unrolls K inner steps (K x n_i x ..., K x n_i x C).
     inner_batches_per_step: int = 1
+    # Learners whose hypergradients each meta step averages: 1, or P for a pool
+    # (learner_pool.py).
+    learners_per_step: int = 1
 
     @abc.abstractmethod
     def init_learner(self, seed: int) -> Any:
-        """A freshly initialised learner (model weights and optimizer state)."""
+        """A freshly initialised learner (model weights and optimizer state): an
+        evaluation model, or the one a reset brings into meta-training."""
+
+    def init_meta_learner(self, seed: int) -> Any:
+        """What meta-training starts with. Default: one fresh learner."""
+        return self.init_learner(seed)
+
+    def admit_fresh_learner(self, learner, fresh):
+        """What meta-training goes on with when the reset rule (SPEC 2c) brings in
+        `fresh` (from `init_learner`). Default: `fresh` replaces `learner`."""
+        del learner
+        return fresh
 
     @abc.abstractmethod
     def meta_gradient(self, learner, inner_images, inner_labels, outer_images,

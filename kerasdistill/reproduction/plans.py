@@ -339,6 +339,11 @@ BEYOND_COLUMNS = (
     ("ld_teacher_softmax_k10", "teacher-init LD, softmax labels, K = 10",
      {"label_init": "teacher", "label_parameterization": "softmax", "unroll_steps": 10,
       "hypergradient": "reverse"}),
+    # Four learners per meta step, a reset replacing the oldest (learner_pool.py); the
+    # pool needs searched steps.
+    ("ld_teacher_softmax_search_pool4", "teacher-init LD, softmax labels, searched steps, "
+     "pool of 4", {"label_init": "teacher", "label_parameterization": "softmax",
+                   "validation_steps": "search", "learner_pool": 4}),
 )
 _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
                          "ld_teacher_softmax_k2")
@@ -374,9 +379,10 @@ def _beyond(budget: str) -> ExperimentPlan:
         "labels. Each cell: mean +- std between seeds of each seed's mean over its test "
         "models (1234, 0, 465). A started run validates its starting labels first and keeps "
         "them if meta-learning never beats them. 'searched steps': every validation point "
-        "scores its labels at their own best step count instead of the learner's. Not in "
-        "the table yet: the pool of learners, "
-        "the longer-horizon outer loss and the evaluation recipes of issue 13.", tuple(runs))
+        "scores its labels at their own best step count instead of the learner's. 'K': the "
+        "outer loss taken after K inner steps. 'pool of 4': four learners per meta step, "
+        "their hypergradients averaged, a reset replacing the oldest. Not in the table yet: "
+        "the evaluation recipes of issue 13.", tuple(runs))
 
 
 EXPERIMENTS = {
