@@ -94,6 +94,11 @@ flags.DEFINE_enum("validation_steps", "learner", ["learner", "search"],
                   "The step count each validation point scores the labels at: learner (the "
                   "paper's: the learner's steps since its last reset) or search (the labels' "
                   "own best, searched as for a baseline and scored with a fresh model).")
+flags.DEFINE_list("augment", [], "An evaluation recipe (not the paper's): augment every "
+                  "minibatch of base images, at distillation and in every evaluation, with "
+                  "these of crop (random translation by up to 1/8 of the side), flip "
+                  "(left-right) and colour (brightness and contrast). The distilled set "
+                  "records it and experiments.train repeats it.")
 flags.DEFINE_integer("learner_pool", 1, "P: learners whose label hypergradients each meta "
                      "step averages; a reset replaces the oldest, so they are at different "
                      "stages of training (1: the paper's single learner). P > 1 needs "
@@ -158,7 +163,8 @@ def _run():
             reset_window=FLAGS.reset_window,
             jit_compile={"true": True, "false": False}.get(FLAGS.jit_compile, "auto"),
             distribute=FLAGS.distribute,
-            label_parameterization=FLAGS.label_parameterization),
+            label_parameterization=FLAGS.label_parameterization,
+            augment=tuple(FLAGS.augment)),
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
         architecture=budget.architecture, baseline=FLAGS.baseline,
         emnist_orientation=FLAGS.emnist_orientation, npz_orientation=FLAGS.npz_orientation,

@@ -37,6 +37,9 @@ flags.DEFINE_string("data_dir", None, "Folder with <target>.npz files and/or TFD
 flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download missing data.")
 flags.DEFINE_string("output_json", None, "Write the results here. Named results.json, it "
                     "gets a config.json (the resolved settings) beside it.")
+flags.DEFINE_list("augment", None, "Augmentation of every minibatch: crop, flip, colour "
+                  "(default: the set's recipe's, which is none for the paper's; --augment= "
+                  "for none).")
 flags.DEFINE_string("tensorboard_dir", None, "Keras TensorBoard logs, one folder per model.")
 flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.")
 
@@ -63,15 +66,17 @@ def _run():
         architecture=FLAGS.architecture, optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
         repetitions=FLAGS.repetitions, seed=FLAGS.seed,
-        model_kind=FLAGS.model_kind).resolved(distilled)
+        model_kind=FLAGS.model_kind,
+        augment=None if FLAGS.augment is None else tuple(FLAGS.augment)).resolved(distilled)
     target = load_dataset(distilled.metadata["target"], FLAGS.data_dir, FLAGS.download)
     spec = get_dataset_spec(distilled.metadata["target"])
     test_images = normalize_images(target.test_images, spec)
     if FLAGS.verbose:
         print(f"Training {settings.repetitions} {settings.architecture} models "
               f"({settings.model_kind}, {settings.optimizer} lr {settings.learning_rate}, "
-              f"{settings.steps} steps of {settings.batch_size}) on {len(distilled)} distilled "
-              f"{spec.name} images", file=sys.stderr)
+              f"{settings.steps} steps of {settings.batch_size}"
+              f"{', augmented: ' + ' '.join(settings.augment) if settings.augment else ''}) "
+              f"on {len(distilled)} distilled {spec.name} images", file=sys.stderr)
     results = train_on_distilled(distilled, settings, test_images, target.test_labels,
                                  tensorboard_dir=FLAGS.tensorboard_dir,
                                  # Keras's live bar in a terminal, a line per model in a log.

@@ -259,7 +259,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
                   f"{len(target.validation_images)} validation / {len(target.test_images)} test; "
                   f"{len(inputs.base_images)} base examples from {config.source}", file=sys.stderr)
 
-        trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size)
+        trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size,
+                                    augmentation=config.distill.augmentation)
         method = config.baseline if config.baseline != "none" else config.algorithm
         results: dict = {"method": method}
         if config.baseline == "none":
@@ -478,7 +479,8 @@ def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times
         source_classes = get_dataset_spec(config.source).num_classes
         source_solver = _solver(config, dataclasses.replace(factory, num_classes=source_classes))
         source_trainer = EvaluationTrainer(source_solver, inputs.base_images,
-                                           config.distill.inner_batch_size)
+                                           config.distill.inner_batch_size,
+                                           augmentation=config.distill.augmentation)
         labels, mapping = class_mapping_labels(
             source_trainer, inputs.base_labels, source_classes, num_classes, checkpoints,
             derive_seed(config.distill.seed, CLASS_MAPPING), target)
@@ -514,7 +516,8 @@ def _evaluate(config, factory, trainer, inputs: RunInputs, labels, num_steps, re
         for architecture in config.eval_architectures:
             other = _solver(config, dataclasses.replace(factory, architecture=architecture))
             other_trainer = EvaluationTrainer(other, inputs.base_images,
-                                              config.distill.inner_batch_size)
+                                              config.distill.inner_batch_size,
+                                              augmentation=config.distill.augmentation)
             results["architecture_transfer"][architecture] = summary(other_trainer.test_accuracies(
                 labels, num_steps, transfer_seeds, target.test_images, target.test_labels))
     if config.step_offsets:

@@ -20,12 +20,56 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(h: tf.Tensor) -> tf.Tensor:
+    """A 32-bit integer hash (xor-shift-multiply rounds) of int64 tensors holding
+    values in [0, 2^32). The multipliers are odd and below 2^31, so no product
+    overflows int64."""
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+    h = tf.bitwise.bitwise_and(h * 0x7FEB352D, _MASK32)
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 15))
+    h = tf.bitwise.bitwise_and(h * 0x68E31DA5, _MASK32)
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def counter_hash(seed: tf.Tensor, count) -> tf.Tensor:
+    """`count` pseudo-random 32-bit integers (int64), a pure function of `seed` (shape
+    [2], any integer dtype) and the position.
+
+    Not tf.random's stateless ops: their draws differ between XLA and plain graphs
+    (measured on TF 2.21: `stateless_uniform(..., alg="philox")` gives other numbers
+    under jit_compile), and the meta loop is compiled with XLA or without it per
+    session (autotune), so a resumed run would draw otherwise than an uninterrupted
+    one. Integer arithmetic is the same everywhere."""
+    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK32)
+    key = _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0]), seed[1]))
+    counter = tf.range(tf.cast(count, tf.int64), dtype=tf.int64)
+    spread = tf.bitwise.bitwise_and(counter * 0x61C88647, _MASK32)
+    return _mix32(tf.bitwise.bitwise_xor(
+        _mix32(tf.bitwise.bitwise_and(key + spread, _MASK32)), key))
+
+
+def counter_uniform(seed: tf.Tensor, shape, dtype=tf.float32) -> tf.Tensor:
+    """Uniform draws in [0, 1) of `shape` from `counter_hash` (24 bits each)."""
+    count = tf.reduce_prod(shape)
+    bits = tf.bitwise.right_shift(counter_hash(seed, count), 8)
+    return tf.reshape(tf.cast(bits, dtype) / float(2 ** 24), shape)
+
+
+def fold_in(seed: tf.Tensor, data: int) -> tf.Tensor:
+    """A new seed (shape [2], int64) for stream `data` of `seed`, by `counter_hash`."""
+    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK32)
+    return tf.stack([_mix32(tf.bitwise.bitwise_xor(
+        seed[0], _mix32(tf.constant(data % 2 ** 32, tf.int64)))), seed[1]])
+
+
 def random_subset(num_items, subset_size: int, seed: tf.Tensor) -> tf.Tensor:
     """`subset_size` distinct indices from range(num_items), a pure function of `seed`
-    (a stateless draw, so the graph can make it for any step without host state)."""
-    # Philox named: the default algorithm may differ between devices and XLA.
-    keys = tf.random.stateless_uniform([num_items], seed=seed, alg="philox")
-    return tf.argsort(keys)[:subset_size]
+    (a stateless draw, so the graph can make it for any step without host state; the
+    same with XLA and without, see `counter_hash`)."""
+    return tf.argsort(counter_hash(seed, num_items), stable=True)[:subset_size]
 
 
 def inner_batch_indices(num_items, subset_size: int, num_batches: int,
@@ -37,7 +81,7 @@ def inner_batch_indices(num_items, subset_size: int, num_batches: int,
     if num_batches == 1:
         return random_subset(num_items, subset_size, seed)
     return tf.stack([random_subset(num_items, subset_size, seed if k == 0 else
-                                   tf.random.experimental.stateless_fold_in(seed, k))
+                                   fold_in(seed, k))
                      for k in range(num_batches)])
 
 

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.data.augmentation import Augmentation
 from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.autotune import JIT_CHOICES, choose_jit_compile
@@ -49,8 +50,16 @@ class DistillConfig:
     steps_per_call: int | None = None
     distribute: str = "none"         # kerasdistill.distribute.DISTRIBUTIONS
     label_parameterization: str = "clip"  # meta_step.LABEL_PARAMETERIZATIONS
+    # Augmentation of every minibatch of base images (data/augmentation.py); (): none.
+    augment: tuple = ()
+
+    @property
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.augment)
 
     def __post_init__(self):
+        # The canonical order, so that spelling the same recipe differently is the same run.
+        object.__setattr__(self, "augment", Augmentation(tuple(self.augment)).operations)
         for name in ("num_base_examples", "inner_batch_size", "epochs", "outer_batch_size",
                      "validation_every_epochs"):
             if getattr(self, name) <= 0:
@@ -187,6 +196,10 @@ def default_identity(config: DistillConfig, solver: InnerSolver,
         settings.pop(free)
     if settings.get("label_parameterization") == "clip":
         settings.pop("label_parameterization")  # as identities written before it existed
+    if not settings.get("augment"):
+        settings.pop("augment")  # likewise
+    else:
+        settings["augment"] = list(settings["augment"])
     identity = {"distill": settings, "solver": solver.name}
     if solver.inner_batches_per_step > 1:
         identity["unroll_steps"] = solver.inner_batches_per_step
@@ -300,10 +313,11 @@ class _LabelDistillation:
             distributed=strategy is not None)
         self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
                                         config.label_learning_rate, jit_compile, strategy,
-                                        config.label_parameterization)
+                                        config.label_parameterization, config.augmentation)
         self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
         self.fresh_learners = _FreshLearners(solver, config.seed)
-        self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size)
+        self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size,
+                                         augmentation=config.augmentation)
         self.batches_per_epoch = steps_per_epoch(len(target.train_images),
                                                  config.outer_batch_size)
         self.resumed_from = 0
@@ -496,8 +510,9 @@ def _check_identity(directory: str, record: dict | None, identity: dict):
 _MAX_RESETS_PER_CALL = 8
 # Changed when a batch draw changes: a checkpoint of another draw cannot go on as its
 # run would have (kerasdistill 0.2 drew inner batches with numpy, 0.3 statelessly in the
-# graph; 0.4 wraps the last outer batch of an epoch around instead of dropping the tail).
-BATCH_DRAWS = ("inner: stateless philox (seed, INNER_BATCH) x global step; "
+# graph; 0.4 wraps the last outer batch of an epoch around instead of dropping the tail;
+# 0.5 draws with an integer hash, the same with XLA and without: philox's draws were not).
+BATCH_DRAWS = ("inner: counter hash (seed, INNER_BATCH) x global step; "
                "outer: every example each epoch, the last batch wrapped around")
 
 

@@ -29,10 +29,12 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
 from kerasdistill.data.pipeline import inner_batch_indices
 from kerasdistill.distill.meta_step import MetaState, meta_step_function
 from kerasdistill.distill.resets import ResetState, reset_rule_step
 from kerasdistill.distill.solver import InnerSolver
+from kerasdistill.evaluation.training import augmentation_seed
 
 
 class StretchInputs(NamedTuple):
@@ -68,7 +70,8 @@ def pick(stacked, index):
 def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int,
                    label_learning_rate: float = 1e-3, jit_compile: bool = False,
                    strategy: tf.distribute.Strategy | None = None,
-                   label_parameterization: str = "clip"):
+                   label_parameterization: str = "clip",
+                   augmentation: Augmentation = NO_AUGMENTATION):
     """Returns the compiled stretch of meta steps:
 
         (state: MetaState, resets: ResetState, inputs: StretchInputs) -> StretchResult
@@ -77,9 +80,11 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
     hypergradient or labels are not finite; the state returned is then the state
     before that step, so nothing non-finite leaves the call.
     """
-    meta_step = meta_step_function(solver, label_learning_rate, label_parameterization)
+    meta_step = meta_step_function(solver, label_learning_rate, label_parameterization,
+                                   augmentation)
 
-    def replica_step(state, base_images, inner_indices, outer_images, outer_labels):
+    def replica_step(state, base_images, inner_indices, outer_images, outer_labels,
+                     augment_seed):
         context = tf.distribute.get_replica_context()
         replicas, replica = context.num_replicas_in_sync, context.replica_id_in_sync_group
 
@@ -87,18 +92,19 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
             return tf.reshape(batch, tf.concat([[replicas, -1], tf.shape(batch)[1:]], 0))[replica]
 
         return meta_step(state, base_images, inner_indices, share(outer_images),
-                         share(outer_labels))
+                         share(outer_labels), augment_seed)
 
-    def step(state, inputs: StretchInputs, inner_indices, outer_row):
+    def step(state, inputs: StretchInputs, inner_indices, outer_row, augment_seed):
         # The batch is gathered where the training split lives; only the batch (not the
         # split) then travels to the replicas' devices.
         outer_images = tf.gather(inputs.train_images, outer_row)
         outer_labels = tf.gather(inputs.train_labels, outer_row)
         if strategy is None:
             return meta_step(state, inputs.base_images, inner_indices, outer_images,
-                             outer_labels)
+                             outer_labels, augment_seed)
         per_replica = strategy.run(replica_step, args=(
-            state, inputs.base_images, inner_indices, outer_images, outer_labels))
+            state, inputs.base_images, inner_indices, outer_images, outer_labels,
+            augment_seed))
         return tf.nest.map_structure(lambda t: strategy.experimental_local_results(t)[0],
                                      per_replica)
 
@@ -108,10 +114,11 @@ def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int
         max_resets = tf.shape(tf.nest.flatten(inputs.fresh_learners)[0])[0]
 
         def body(i, state, resets, errors, reset_at, points, used, finite):
+            draw = tf.stack([inputs.inner_seed, inputs.first_step + i])
             inner_indices = inner_batch_indices(
-                num_base, inner_batch_size, solver.inner_batches_per_step,
-                tf.stack([inputs.inner_seed, inputs.first_step + i]))
-            new_state, metrics = step(state, inputs, inner_indices, inputs.outer_indices[i])
+                num_base, inner_batch_size, solver.inner_batches_per_step, draw)
+            new_state, metrics = step(state, inputs, inner_indices, inputs.outer_indices[i],
+                                      augmentation_seed(draw))
             finite = metrics.finite
             ok = tf.reduce_all(finite)
             new_resets, reset, point = reset_rule_step(resets, metrics.outer_error,

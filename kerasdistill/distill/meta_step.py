@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
 from kerasdistill.distill.adam import AdamState, adam_init, adam_update
 from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.errors import require_one_of
@@ -98,10 +99,11 @@ def softmax_label_update(soft_labels: tf.Tensor, label_grad: tf.Tensor,
 
 
 def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3,
-                       label_parameterization: str = "clip"):
+                       label_parameterization: str = "clip",
+                       augmentation: Augmentation = NO_AUGMENTATION):
     """The meta step as a plain Python function (not traced):
 
-        (state, base_images, inner_indices, outer_images, outer_labels)
+        (state, base_images, inner_indices, outer_images, outer_labels[, augment_seed])
             -> (new_state, StepMetrics)
 
     It gathers the inner batch, asks the solver for the inner labels' hypergradient,
@@ -112,11 +114,18 @@ def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3,
     unrolls K inner steps (`solver.inner_batches_per_step`); an index in several of
     the K batches gets the sum of its gradients. `make_meta_step` compiles it alone;
     the in-graph outer loop (meta_loop.py) runs it as the body of a while-loop.
+    With an `augmentation`, the inner images are transformed with `augment_seed`
+    (shape [2]) before the solver sees them; the outer batch never is (it measures).
     """
     require_one_of("label_parameterization", label_parameterization, LABEL_PARAMETERIZATIONS)
 
-    def meta_step(state: MetaState, base_images, inner_indices, outer_images, outer_labels):
+    def meta_step(state: MetaState, base_images, inner_indices, outer_images, outer_labels,
+                  augment_seed=None):
         inner_images = tf.gather(base_images, inner_indices)
+        if augmentation:
+            if augment_seed is None:
+                raise ValueError("an augmented meta step needs its augment_seed")
+            inner_images = augmentation(inner_images, augment_seed)
         inner_labels = tf.gather(state.soft_labels, inner_indices)
         step = solver.meta_gradient(state.learner, inner_images, inner_labels,
                                     outer_images, outer_labels)
@@ -142,9 +151,10 @@ def meta_step_function(solver: InnerSolver, label_learning_rate: float = 1e-3,
 
 
 def make_meta_step(solver: InnerSolver, label_learning_rate: float = 1e-3,
-                   jit_compile: bool = False, label_parameterization: str = "clip"):
+                   jit_compile: bool = False, label_parameterization: str = "clip",
+                   augmentation: Augmentation = NO_AUGMENTATION):
     """One meta step per call, compiled (traced once per input signature): the
     benchmark's bare step and the reference the in-graph loop is tested against."""
     return tf.function(meta_step_function(solver, label_learning_rate,
-                                          label_parameterization),
+                                          label_parameterization, augmentation),
                        jit_compile=jit_compile, reduce_retracing=True)

@@ -14,7 +14,9 @@ import sys
 import time
 
 import numpy as np
+import tensorflow as tf
 
+from kerasdistill.data.augmentation import Augmentation
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.keras_training import (OPTIMIZERS, default_learning_rate,
                                                     evaluate_accuracy, fit_on_soft_labels,
@@ -38,6 +40,7 @@ class TrainSettings:
     repetitions: int = 20
     seed: int | None = None               # None: the run's seed (same inits as its test models)
     model_kind: str = "auto"              # auto: the set's
+    augment: tuple | None = None          # None: the set's recipe's (data/augmentation.py)
 
     def resolved(self, distilled: DistilledSet) -> "TrainSettings":
         """The settings with every None filled from the set; checks them all."""
@@ -73,7 +76,9 @@ class TrainSettings:
             steps=distilled.num_train_steps if self.steps is None else self.steps,
             batch_size=distilled.inner_batch_size if self.batch_size is None
             else self.batch_size,
-            seed=int(distilled.metadata.get("seed", 0)) if self.seed is None else self.seed)
+            seed=int(distilled.metadata.get("seed", 0)) if self.seed is None else self.seed,
+            augment=Augmentation(tuple(recipe.get("augment", [])) if self.augment is None
+                                 else tuple(self.augment)).operations)
         if not resolved.learning_rate > 0:
             raise DistillError(f"learning_rate must be positive, got {resolved.learning_rate}")
         if resolved.steps <= 0:
@@ -119,6 +124,15 @@ def train_on_distilled(distilled: DistilledSet, settings: TrainSettings, test_im
             "wall_seconds": time.perf_counter() - start}
 
 
+def augmented_batches(dataset, augmentation: Augmentation, seed: int):
+    """(image, label) batches with `augmentation` applied to batch k's images on the
+    stateless draw (seed, k); `dataset` itself when there is none."""
+    if not augmentation:
+        return dataset
+    return dataset.enumerate().map(lambda step, batch: (augmentation(batch[0], tf.stack(
+        [tf.constant(seed, tf.int64), step])), batch[1]))
+
+
 def _fit_one(distilled, settings, factory, seed, index, test_images, test_labels,
              tensorboard_dir, verbose) -> float:
     import keras
@@ -126,10 +140,11 @@ def _fit_one(distilled, settings, factory, seed, index, test_images, test_labels
     if tensorboard_dir:
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=os.path.join(tensorboard_dir, f"model_{index:02d}"), update_freq=10))
-    model = fit_on_soft_labels(
-        factory.build(seed),
+    dataset = augmented_batches(
         distilled.as_dataset(settings.batch_size, shuffle=True, seed=seed, repeat=True),
-        settings.steps, make_optimizer(settings.optimizer, settings.learning_rate),
+        Augmentation(settings.augment), seed)
+    model = fit_on_soft_labels(
+        factory.build(seed), dataset, settings.steps, make_optimizer(settings.optimizer, settings.learning_rate),
         callbacks=callbacks, verbose=verbose)
     accuracy = evaluate_accuracy(model, test_images, test_labels)
     if verbose:
@@ -144,7 +159,8 @@ def _ridge_regression_accuracies(distilled, settings, factory, seeds, test_image
     from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
     from kerasdistill.evaluation.training import EvaluationTrainer
     trainer = EvaluationTrainer(RidgeRegressionSolver(factory, outer_precision="float32"),
-                                distilled.normalized_images(), settings.batch_size)
+                                distilled.normalized_images(), settings.batch_size,
+                                augmentation=Augmentation(settings.augment))
     accuracies = trainer.test_accuracies(distilled.soft_labels, settings.steps, seeds,
                                          test_images, np.asarray(test_labels))
     if verbose:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from kerasdistill.data.pipeline import random_subset
+from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
+from kerasdistill.data.pipeline import fold_in, random_subset
 from kerasdistill.distill.adam import AdamState
 from kerasdistill.distill.solver import InnerSolver
 
@@ -34,12 +35,16 @@ class EvaluationTrainer:
       inner_batch_size: minibatch size n_i for training.
       predict_batch_size: batch size for measuring error on large splits.
       models_per_call: test repetitions trained together (1: one at a time).
+      augmentation: applied to every training minibatch, drawn with the model's
+        seed and step (so a stacked model sees what it would alone).
     """
 
     def __init__(self, solver: InnerSolver, base_images, inner_batch_size: int,
                  predict_batch_size: int = 2000,
-                 models_per_call: int = DEFAULT_MODELS_PER_CALL):
+                 models_per_call: int = DEFAULT_MODELS_PER_CALL,
+                 augmentation: Augmentation = NO_AUGMENTATION):
         self.solver = solver
+        self.augmentation = augmentation
         self.stack = solver.model_stack() if models_per_call > 1 else None
         self.models_per_call = models_per_call
         self.base_images = tf.convert_to_tensor(base_images)
@@ -53,13 +58,15 @@ class EvaluationTrainer:
         if self.batch_statistics:
             self.predict_batch_size = BATCH_STATISTICS_PREDICT_BATCH
         num_base = int(self.base_images.shape[0])
+        augmentation = self.augmentation
 
         def train(learner, soft_labels, num_steps, seed, first_step):
             def take_step(step, learner):
-                indices = random_subset(num_base, self.inner_batch_size,
-                                        tf.stack([seed, first_step + step]))
-                return solver.train_step(learner, tf.gather(self.base_images, indices),
-                                         tf.gather(soft_labels, indices))
+                draw = tf.stack([seed, first_step + step])
+                indices = random_subset(num_base, self.inner_batch_size, draw)
+                images = augmentation(tf.gather(self.base_images, indices),
+                                      augmentation_seed(draw))
+                return solver.train_step(learner, images, tf.gather(soft_labels, indices))
 
             return _repeat(num_steps, take_step, learner)
 
@@ -71,12 +78,15 @@ class EvaluationTrainer:
 
         def train_stacked(learners, soft_labels, num_steps, seeds):
             def take_step(step, learners):
-                indices = tf.stack([random_subset(num_base, self.inner_batch_size,
-                                                  tf.stack([seeds[m], step]))
-                                    for m in range(seeds.shape[0])])
+                draws = [tf.stack([seeds[m], step]) for m in range(seeds.shape[0])]
+                indices = tf.stack([random_subset(num_base, self.inner_batch_size, draw)
+                                    for draw in draws])
+                images = tf.gather(self.base_images, indices)
+                if augmentation:
+                    images = tf.stack([augmentation(images[m], augmentation_seed(draw))
+                                       for m, draw in enumerate(draws)])
                 return solver.train_step_stacked(
-                    self.stack, learners, tf.gather(self.base_images, indices),
-                    tf.gather(soft_labels, indices))
+                    self.stack, learners, images, tf.gather(soft_labels, indices))
 
             return _repeat(num_steps, take_step, learners)
 
@@ -167,6 +177,16 @@ class EvaluationTrainer:
             stacked, tf.convert_to_tensor(soft_labels, self.base_images.dtype),
             tf.constant(num_steps, tf.int32), tf.constant(seeds, tf.int32))
         return trained
+
+
+def augmentation_seed(draw: tf.Tensor) -> tf.Tensor:
+    """The augmentation's seed for a minibatch drawn with `draw` (its own stream)."""
+    return fold_in(draw, AUGMENT_STREAM)
+
+
+# Folded into a minibatch's draw to seed its augmentation: not the draw itself, so
+# which images are picked and how they are transformed are independent.
+AUGMENT_STREAM = 0x5A17
 
 
 def baseline_checkpoints(num_base_examples: int, max_steps: int | None = None) -> list[int]:

@@ -64,8 +64,11 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
                                       if source.stored_transposed else "as_stored"),
         "num_train_steps": int(results["num_train_steps"]),
         "inner_batch_size": int(distill["inner_batch_size"]),
+        # The augmentation (issue 13's recipe; [] for the paper's) is part of how the
+        # labels were learned and selected, so experiments.train repeats it.
         "recipe": {**recipe, "batch_size": int(distill["inner_batch_size"]),
-                   "num_train_steps": int(results["num_train_steps"])},
+                   "num_train_steps": int(results["num_train_steps"]),
+                   "augment": list(distill.get("augment", []))},
         "architecture": config["architecture"], "algorithm": config["algorithm"],
         "method": results["method"], "baseline": config.get("baseline", "none"),
         "seed": int(distill["seed"]), "num_base_examples": int(distill["num_base_examples"]),

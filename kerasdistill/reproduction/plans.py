@@ -344,6 +344,12 @@ BEYOND_COLUMNS = (
     ("ld_teacher_softmax_search_pool4", "teacher-init LD, softmax labels, searched steps, "
      "pool of 4", {"label_init": "teacher", "label_parameterization": "softmax",
                    "validation_steps": "search", "learner_pool": 4}),
+    # Issue 13's evaluation recipe: random crops (translations) of every minibatch, at
+    # distillation and in every evaluation; the teacher's labels under the same recipe.
+    ("teacher_crop", "teacher labels, crop", {"baseline": "teacher", "augment": ("crop",)}),
+    ("ld_teacher_softmax_search_crop", "teacher-init LD, softmax labels, searched steps, "
+     "crop", {"label_init": "teacher", "label_parameterization": "softmax",
+              "validation_steps": "search", "augment": ("crop",)}),
 )
 _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
                          "ld_teacher_softmax_k2")
@@ -361,6 +367,7 @@ def _beyond(budget: str) -> ExperimentPlan:
             settings = dict(settings)
             baseline = settings.pop("baseline", "none")
             parameterization = settings.pop("label_parameterization", "clip")
+            augment = settings.pop("augment", ())
             if source is not None and settings.get("label_init") == "one_hot":
                 continue  # the source's classes are not the target's
             for seed in seeds:
@@ -368,7 +375,8 @@ def _beyond(budget: str) -> ExperimentPlan:
                                  architecture=architecture, eval_optimizers=(),
                                  step_offsets=(), eval_architectures=(), **settings)
                 config = dataclasses.replace(config, distill=dataclasses.replace(
-                    config.distill, seed=seed, label_parameterization=parameterization))
+                    config.distill, seed=seed, label_parameterization=parameterization,
+                    augment=augment))
                 runs.append(PlannedRun(f"beyond_{budget}/{row_key}_{column_key}_s{seed}",
                                        config, row, column))
     return ExperimentPlan(
@@ -381,8 +389,10 @@ def _beyond(budget: str) -> ExperimentPlan:
         "them if meta-learning never beats them. 'searched steps': every validation point "
         "scores its labels at their own best step count instead of the learner's. 'K': the "
         "outer loss taken after K inner steps. 'pool of 4': four learners per meta step, "
-        "their hypergradients averaged, a reset replacing the oldest. Not in the table yet: "
-        "the evaluation recipes of issue 13.", tuple(runs))
+        "their hypergradients averaged, a reset replacing the oldest. 'crop': every "
+        "minibatch randomly translated by up to 1/8 of the side, at distillation and in "
+        "every evaluation (teacher's labels and learned labels alike). Not in the table "
+        "yet: ZCA whitening.", tuple(runs))
 
 
 EXPERIMENTS = {
