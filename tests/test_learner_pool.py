@@ -6,22 +6,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill.data.pipeline import epoch_index_batches, random_subset
 from kerasdistill.distill.adam import adam_init, adam_update
 from kerasdistill.distill.learner_pool import LearnerPool, member
 from kerasdistill.distill.loop import DistillConfig, default_identity, distill_labels
 from kerasdistill.distill.meta_step import (init_meta_state, make_meta_step,
-                                            project_to_simplex_rows, uniform_labels)
+                                            project_to_simplex_rows)
 from kerasdistill.distill.registry import build_solver
-from kerasdistill.distill.resets import ResetTracker
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
-from kerasdistill.seeding import INNER_BATCH, LEARNER, derive_seed
 from tests.conftest import tiny_config
-from tests.test_meta_loop import _tiny_target
+from tests.test_meta_loop import _step_at_a_time, _tiny_target
 
 
 def _weights(learner):
@@ -97,30 +94,6 @@ def test_a_reset_replaces_the_oldest_member_in_turn():
     assert not np.array_equal(_weights(member(learner.members, 2))[0], start[2][0])
 
 
-def _pool_step_at_a_time(solver, config, base_images, target):
-    """The loop written the plain way, a reset admitting its fresh learner to the pool."""
-    step = make_meta_step(solver, config.label_learning_rate)
-    state = init_meta_state(solver, uniform_labels(len(base_images), 10),
-                            derive_seed(config.seed, LEARNER, 0))
-    tracker, resets, global_step = ResetTracker(config.reset_window), 0, 0
-    inner_seed = derive_seed(config.seed, INNER_BATCH)
-    for epoch in range(config.epochs):
-        for outer in epoch_index_batches(len(target.train_images), config.outer_batch_size,
-                                         config.seed, epoch):
-            inner = random_subset(len(base_images), config.inner_batch_size,
-                                  tf.constant([inner_seed, global_step], tf.int32))
-            state, metrics = step(state, tf.constant(base_images), inner,
-                                  tf.constant(target.train_images[outer]),
-                                  tf.constant(target.train_labels[outer].astype(np.int32)))
-            global_step += 1
-            if tracker.update(float(metrics.outer_error)):
-                resets += 1
-                state = state._replace(learner=solver.admit_fresh_learner(
-                    state.learner, solver.init_learner(derive_seed(config.seed, LEARNER,
-                                                                   resets))))
-    return state, tracker
-
-
 def test_pool_runs_through_the_one_outer_loop_and_resumes_exactly(tmp_path):
     target = _tiny_target()
     base_images = target.train_images[:10]
@@ -130,13 +103,13 @@ def test_pool_runs_through_the_one_outer_loop_and_resumes_exactly(tmp_path):
     solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
                           outer_precision="float32", learner_pool=2)
     assert isinstance(solver, LearnerPool) and solver.learners_per_step == 2
-    expected_state, tracker = _pool_step_at_a_time(solver, config, base_images, target)
+    expected_labels, tracker, _ = _step_at_a_time(solver, config, base_images, target,
+                                                  config.reset_window)
     assert len(tracker.reset_points) >= 2, "the test needs resets to compare"
     whole = distill_labels(solver, config, base_images, target, verbose=False,
                            validation_checkpoints=[5, 10, 20])
     assert whole.reset_points == tracker.reset_points
-    np.testing.assert_allclose(whole.final_soft_labels, expected_state.soft_labels.numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(whole.final_soft_labels, expected_labels, atol=1e-6)
     # Interrupted after the first validation point, then resumed from its checkpoint.
     checkpoint_dir = str(tmp_path / "checkpoint")
     distill_labels(solver, dataclasses.replace(config, epochs=2), base_images, target,

@@ -95,8 +95,10 @@ def _step_at_a_time(solver, config, base_images, target, window):
             global_step += 1
             if tracker.update(float(metrics.outer_error)):
                 resets += 1
-                state = state._replace(learner=solver.init_learner(
-                    derive_seed(config.seed, LEARNER, resets)))
+                # A fresh learner replaces the learner (a pool's oldest member).
+                state = state._replace(learner=solver.admit_fresh_learner(
+                    state.learner, solver.init_learner(derive_seed(config.seed, LEARNER,
+                                                                   resets))))
     return state.soft_labels.numpy(), tracker, global_step
 
 
