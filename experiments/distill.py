@@ -99,6 +99,9 @@ flags.DEFINE_list("augment", [], "An evaluation recipe (not the paper's): augmen
                   "these of crop (random translation by up to 1/8 of the side), flip "
                   "(left-right) and colour (brightness and contrast). The distilled set "
                   "records it and experiments.train repeats it.")
+flags.DEFINE_integer("validation_models", 1, "Fresh models whose mean validation error "
+                     "scores each validation point and a start (1: the paper's one model; "
+                     "more keep worse labels less often, at that many times the cost).")
 flags.DEFINE_integer("learner_pool", 1, "P: learners whose label hypergradients each meta "
                      "step averages; a reset replaces the oldest, so they are at different "
                      "stages of training (1: the paper's single learner). P > 1 needs "
@@ -164,7 +167,7 @@ def _run():
             jit_compile={"true": True, "false": False}.get(FLAGS.jit_compile, "auto"),
             distribute=FLAGS.distribute,
             label_parameterization=FLAGS.label_parameterization,
-            augment=tuple(FLAGS.augment)),
+            augment=tuple(FLAGS.augment), validation_models=FLAGS.validation_models),
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
         architecture=budget.architecture, baseline=FLAGS.baseline,
         emnist_orientation=FLAGS.emnist_orientation, npz_orientation=FLAGS.npz_orientation,

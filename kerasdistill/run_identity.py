@@ -34,7 +34,8 @@ EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
 # so an identity recorded before them still names the same run.
 OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
                       "distill.label_parameterization": "clip", "validation_steps": "learner",
-                      "learner_pool": 1, "distill.augment": []}
+                      "learner_pool": 1, "distill.augment": [],
+                      "distill.validation_models": 1}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:

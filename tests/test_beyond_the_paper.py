@@ -355,3 +355,51 @@ def test_library_identity_tells_unrolls_apart_and_keeps_clip_as_before():
     softmax = default_identity(dataclasses.replace(config, label_parameterization="softmax"),
                                UnrolledSGDSolver(factory))
     assert softmax["distill"]["label_parameterization"] == "softmax"
+
+
+def test_validation_with_several_models_scores_their_mean_error():
+    """validation_models=M: each point's error is the mean of M fresh models, model 0 the
+    paper's one; the same meta-learning, and the start is scored the same way."""
+    from kerasdistill.evaluation.training import EvaluationTrainer
+    from kerasdistill.seeding import START_VALIDATION, VALIDATION, derive_seed
+    target = _tiny_target()
+    base_images = target.train_images[:10]
+    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
+                           outer_batch_size=32, seed=3, validation_every_epochs=1)
+    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
+                          outer_precision="float32")
+    start = np.full((10, 10), 0.02, np.float32)
+    start[np.arange(10), target.train_labels[:10]] = 0.82
+    one = distill_labels(solver, config, base_images, target, verbose=False,
+                         starting_labels=lambda: _starting(start))
+    three = distill_labels(solver, dataclasses.replace(config, validation_models=3),
+                           base_images, target, verbose=False,
+                           starting_labels=lambda: _starting(start))
+    np.testing.assert_array_equal(one.final_soft_labels, three.final_soft_labels)
+    trainer = EvaluationTrainer(solver, base_images, 5, models_per_call=1)
+
+    def mean_error(labels, steps, purpose, *point):
+        seeds = [derive_seed(3, purpose, *point)] + [derive_seed(3, purpose, *point, m)
+                                                      for m in (1, 2)]
+        return np.mean([trainer.fresh_model_error(labels, steps, s, target.validation_images,
+                                                  target.validation_labels) for s in seeds])
+
+    start_point, last = three.validation_curve[0], three.validation_curve[-1]
+    assert start_point["validation_error"] == pytest.approx(
+        mean_error(start, 20, START_VALIDATION), abs=1e-9)
+    assert last["validation_error"] == pytest.approx(mean_error(
+        three.final_soft_labels, last["num_train_steps"], VALIDATION, 1), abs=0.011)
+    assert one.validation_curve[-1]["validation_error"] == trainer.fresh_model_error(
+        one.final_soft_labels, last["num_train_steps"], derive_seed(3, VALIDATION, 1),
+        target.validation_images, target.validation_labels)
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(DistillError, match="validation_models must be a positive"):
+            DistillConfig(num_base_examples=10, inner_batch_size=5, validation_models=bad)
+    from kerasdistill.distill.loop import default_identity
+    assert "validation_models" not in default_identity(config, solver)["distill"]
+    assert default_identity(dataclasses.replace(config, validation_models=5), solver)[
+        "distill"]["validation_models"] == 5
+    recorded = dataclasses.asdict(tiny_config(None))
+    assert "distill.validation_models" not in run_identity(recorded)
+    recorded["distill"]["validation_models"] = 5
+    assert run_identity(recorded)["distill.validation_models"] == 5

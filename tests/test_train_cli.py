@@ -41,7 +41,7 @@ def test_train_cli_with_the_sets_defaults(sets):
     settings = results["settings"]
     assert settings == {"architecture": "lenet", "optimizer": "adam", "learning_rate": 0.001,
                         "steps": run["num_train_steps"], "batch_size": 10, "repetitions": 3,
-                        "seed": 5, "model_kind": "ordinary"}
+                        "seed": 5, "model_kind": "ordinary", "augment": []}
     config = json.loads((output.parent / "config.json").read_text())
     assert config["steps"] == run["num_train_steps"] and config["command"] == "experiments.train"
     assert sorted(os.listdir(root / "trained" / "tensorboard")) == [

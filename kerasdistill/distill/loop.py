@@ -52,6 +52,9 @@ class DistillConfig:
     label_parameterization: str = "clip"  # meta_step.LABEL_PARAMETERIZATIONS
     # Augmentation of every minibatch of base images (data/augmentation.py); (): none.
     augment: tuple = ()
+    # Fresh models whose mean error scores each validation point (and a start); 1 is the
+    # paper's. One model's error is noisy enough to keep labels that test worse.
+    validation_models: int = 1
 
     @property
     def augmentation(self) -> Augmentation:
@@ -80,6 +83,10 @@ class DistillConfig:
         if self.jit_compile is True and self.distribute != "none":
             raise DistillError("jit_compile=True with distribute is not supported (XLA around "
                                "tf.distribute's strategy.run is untested here); use auto")
+        if isinstance(self.validation_models, bool) or not isinstance(
+                self.validation_models, int) or self.validation_models < 1:
+            raise DistillError(f"validation_models must be a positive integer, got "
+                               f"{self.validation_models!r}")
         if self.steps_per_call is not None and self.steps_per_call <= 0:
             raise DistillError(f"steps_per_call must be positive, got {self.steps_per_call}")
 
@@ -196,6 +203,8 @@ def default_identity(config: DistillConfig, solver: InnerSolver,
         settings.pop(free)
     if settings.get("label_parameterization") == "clip":
         settings.pop("label_parameterization")  # as identities written before it existed
+    if settings.get("validation_models") == 1:
+        settings.pop("validation_models")  # likewise
     if not settings.get("augment"):
         settings.pop("augment")  # likewise
     else:
@@ -362,9 +371,7 @@ class _LabelDistillation:
         labels = tf.constant(np.asarray(start.labels, np.float32), state.soft_labels.dtype)
         state = init_meta_state(self.solver, labels, derive_seed(self.config.seed, LEARNER, 0))
         begin = time.perf_counter()
-        error = self.trainer.fresh_model_error(
-            labels, start.num_train_steps, derive_seed(self.config.seed, START_VALIDATION),
-            self.target.validation_images, self.target.validation_labels)
+        error = self._validation_error(labels, start.num_train_steps, START_VALIDATION)
         progress.validation_seconds += time.perf_counter() - begin
         progress.curve.append({"epoch": 0, "meta_step": 0, "num_train_steps":
                                int(start.num_train_steps), "validation_error": error,
@@ -467,6 +474,22 @@ class _LabelDistillation:
             f"{' and '.join(broken)}; the run stopped there ({kept}; no results were written). "
             f"Look for NaN or infinite values in the data, or lower the label learning rate")
 
+    def _validation_error(self, soft_labels, num_steps: int, purpose: int, *point) -> float:
+        """Mean validation error of `validation_models` fresh models trained on the
+        labels (model 0 is the one model of the paper's protocol; models 1.. have seeds
+        of their own), trained together where the solver stacks models."""
+        seeds = [derive_seed(self.config.seed, purpose, *point)] + [
+            derive_seed(self.config.seed, purpose, *point, m)
+            for m in range(1, self.config.validation_models)]
+        if len(seeds) == 1:
+            return self.trainer.fresh_model_error(soft_labels, num_steps, seeds[0],
+                                                  self.target.validation_images,
+                                                  self.target.validation_labels)
+        accuracies = self.trainer.test_accuracies(soft_labels, num_steps, seeds,
+                                                  self.target.validation_images,
+                                                  self.target.validation_labels)
+        return float(1.0 - np.mean(accuracies))
+
     def validate(self, state: MetaState, progress: RunProgress, writer):
         """SPEC 3: a fresh model on the current labels, judged on the validation split;
         keeps the best labels and step count in `progress`."""
@@ -479,10 +502,8 @@ class _LabelDistillation:
                 self.trainer, state.soft_labels, self.validation_checkpoints,
                 derive_seed(self.config.seed, VALIDATION_SEARCH, progress.epoch - 1),
                 self.target.validation_images, self.target.validation_labels)
-        error = self.trainer.fresh_model_error(
-            state.soft_labels, num_steps, derive_seed(self.config.seed, VALIDATION,
-                                                      progress.epoch - 1),
-            self.target.validation_images, self.target.validation_labels)
+        error = self._validation_error(state.soft_labels, num_steps, VALIDATION,
+                                       progress.epoch - 1)
         progress.validation_seconds += time.perf_counter() - start
         point = {"epoch": progress.epoch, "meta_step": progress.global_step,
                  "num_train_steps": num_steps, "validation_error": error}

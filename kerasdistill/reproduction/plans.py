@@ -350,6 +350,13 @@ BEYOND_COLUMNS = (
     ("ld_teacher_softmax_search_crop", "teacher-init LD, softmax labels, searched steps, "
      "crop", {"label_init": "teacher", "label_parameterization": "softmax",
               "validation_steps": "search", "augment": ("crop",)}),
+    # One validation model kept labels that tested worse than the start (seed 0's clip
+    # run; seed 1234's crop run): five models score every point and the start.
+    ("ld_teacher_softmax_search_crop_val5", "teacher-init LD, softmax labels, searched "
+     "steps, crop, 5 validation models", {"label_init": "teacher",
+                                          "label_parameterization": "softmax",
+                                          "validation_steps": "search", "augment": ("crop",),
+                                          "validation_models": 5}),
 )
 _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
                          "ld_teacher_softmax_k2")
@@ -368,6 +375,7 @@ def _beyond(budget: str) -> ExperimentPlan:
             baseline = settings.pop("baseline", "none")
             parameterization = settings.pop("label_parameterization", "clip")
             augment = settings.pop("augment", ())
+            validation_models = settings.pop("validation_models", 1)
             if source is not None and settings.get("label_init") == "one_hot":
                 continue  # the source's classes are not the target's
             for seed in seeds:
@@ -376,7 +384,7 @@ def _beyond(budget: str) -> ExperimentPlan:
                                  step_offsets=(), eval_architectures=(), **settings)
                 config = dataclasses.replace(config, distill=dataclasses.replace(
                     config.distill, seed=seed, label_parameterization=parameterization,
-                    augment=augment))
+                    augment=augment, validation_models=validation_models))
                 runs.append(PlannedRun(f"beyond_{budget}/{row_key}_{column_key}_s{seed}",
                                        config, row, column))
     return ExperimentPlan(
@@ -391,8 +399,9 @@ def _beyond(budget: str) -> ExperimentPlan:
         "outer loss taken after K inner steps. 'pool of 4': four learners per meta step, "
         "their hypergradients averaged, a reset replacing the oldest. 'crop': every "
         "minibatch randomly translated by up to 1/8 of the side, at distillation and in "
-        "every evaluation (teacher's labels and learned labels alike). Not in the table "
-        "yet: ZCA whitening.", tuple(runs))
+        "every evaluation (teacher's labels and learned labels alike). '5 validation "
+        "models': each validation point and the start scored by the mean of five fresh "
+        "models instead of one. Not in the table yet: ZCA whitening.", tuple(runs))
 
 
 EXPERIMENTS = {
