@@ -319,3 +319,24 @@ def test_a_cell_of_several_seeds_is_the_mean_and_spread_of_their_means():
     for run in plan.runs:  # every cell's settings are accepted (the pool needs search)
         run.config.check()
     assert any(run.config.learner_pool == 4 for run in plan.runs)
+
+
+def test_beyond_verdicts_name_the_winner_and_compare_within_a_recipe():
+    from kerasdistill.reproduction.report import beyond_verdicts
+
+    def cell(mean, std):
+        return {"test_accuracy_mean": mean / 100, "test_accuracy_std": std / 100}
+
+    columns = ["uniform-init LD (paper)", "teacher labels", "teacher-init LD", "teacher labels, crop",
+               "teacher-init LD, crop"]
+    summaries = {("row", "uniform-init LD (paper)"): cell(60, 2), ("row", "teacher labels"): cell(80, 1),
+                 ("row", "teacher-init LD"): cell(83, 1), ("row", "teacher labels, crop"): cell(90, 1),
+                 ("row", "teacher-init LD, crop"): cell(90.5, 1), ("empty", "teacher labels"): None}
+    lines = beyond_verdicts(["row", "empty"], columns, summaries)
+    assert len(lines) == 2 and lines[0] == ""
+    assert "best: teacher-init LD, crop, 90.50 +- 1.00" in lines[1]
+    assert ("best learned labels (teacher-init LD) beats teacher labels beyond the spread: "
+            "+3.00 points, spread 2.00") in lines[1]
+    # Learned labels with crop are judged against the teacher's with crop only.
+    assert ("best learned labels with crop (teacher-init LD, crop) does not beat teacher "
+            "labels, crop beyond the spread: +0.50 points, spread 2.00") in lines[1]

@@ -159,6 +159,8 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
     if pending:
         lines += ["", f"Not run yet: {', '.join(pending)} (the runs below say why)."]
     lines += _fixed_labelling_verdicts(rows, cells)
+    if plan.name == "beyond":
+        lines += beyond_verdicts(rows, columns, {key: cell[0] for key, cell in cells.items()})
     # The figure shows the table's rows: a "not run yet" row would be an empty slot
     # (or one bar read from another experiment's folder).
     figure = _figure(plan, [row for row in rows if row not in pending], columns, cells,
@@ -211,6 +213,40 @@ def _fixed_labelling_verdicts(rows, cells) -> list[str]:
                             f"{gap:+.2f} points ({'more' if abs(gap) > spread else 'less'} "
                             f"than the spread {spread:.2f})")
         lines.append(f"- {row}: LD {'; '.join(verdicts)}.")
+    return ["", *lines] if lines else []
+
+
+# Beyond-plan recipes: a column's title names its recipe after ", " (none: the paper's).
+_BEYOND_RECIPES = {"": "teacher labels", "crop": "teacher labels, crop"}
+
+
+def _recipe_of(column: str) -> str:
+    return "crop" if column.endswith(", crop") or ", crop," in column else ""
+
+
+def beyond_verdicts(rows, columns, summaries: dict) -> list[str]:
+    """Per row of the beyond plan: the winning column, and for each recipe whether the
+    best learned labels beat the teacher's under the same recipe by more than the
+    spread (the sum of the two cells' stds between seeds)."""
+    lines = []
+    for row in rows:
+        done = {c: summaries[row, c] for c in columns if summaries.get((row, c))}
+        if not done:
+            continue
+        winner = max(done, key=lambda c: done[c]["test_accuracy_mean"])
+        parts = [f"best: {winner}, {_cell(done[winner])}"]
+        for recipe, teacher in _BEYOND_RECIPES.items():
+            learned = {c: s for c, s in done.items() if "LD" in c and _recipe_of(c) == recipe}
+            if teacher not in done or not learned:
+                continue
+            best = max(learned, key=lambda c: learned[c]["test_accuracy_mean"])
+            gap = 100 * (learned[best]["test_accuracy_mean"] - done[teacher]["test_accuracy_mean"])
+            spread = 100 * (learned[best]["test_accuracy_std"] + done[teacher]["test_accuracy_std"])
+            verdict = ("beats" if gap > spread else "does not beat")
+            parts.append(f"best learned labels{' with ' + recipe if recipe else ''} ({best}) "
+                         f"{verdict} {teacher} beyond the spread: {gap:+.2f} points, spread "
+                         f"{spread:.2f}")
+        lines.append(f"- {row}: {'; '.join(parts)}.")
     return ["", *lines] if lines else []
 
 
