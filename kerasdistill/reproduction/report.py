@@ -259,7 +259,8 @@ def _figure(plan, rows, columns, cells, output_dir) -> str | None:
                   if (r, c) in cells and cells[r, c][0] is not None] for c in columns}
     if not any(series.values()):
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    # A long legend (the beyond plan's columns) sits beside narrower axes: widen the figure.
+    fig, ax = plt.subplots(figsize=(10 if len(columns) > 8 else 7, 4.2), layout="constrained")
     if plan.x_label and all(x is not None for points in series.values() for x, _ in points):
         def dodged(x, column):
             # Each series a little to the side of the others, so that equal means (LD and
@@ -301,7 +302,8 @@ def _figure(plan, rows, columns, cells, output_dir) -> str | None:
         ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, rows, rotation=20, ha="right",
                       fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(textwrap.fill(f"{plan.title} ({plan.budget} budget)", 60), fontsize=10)
+    # Over the figure, not the axes: beside a wide legend the axes' centre clips it.
+    fig.suptitle(textwrap.fill(f"{plan.title} ({plan.budget} budget)", 60), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: never on a bar
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
