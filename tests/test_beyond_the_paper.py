@@ -300,17 +300,23 @@ def test_unknown_label_parameterization_is_refused():
         DistillConfig(num_base_examples=10, inner_batch_size=5, label_parameterization="tanh")
 
 
+def _two_epoch_run():
+    """A tiny target, its first 10 images as base images, a 2-epoch config validating
+    every epoch, and the second-order solver."""
+    target = _tiny_target()
+    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
+                           outer_batch_size=32, seed=3, validation_every_epochs=1)
+    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
+                          outer_precision="float32")
+    return target, target.train_images[:10], config, solver
+
+
 def test_searched_validation_scores_each_point_at_the_labels_own_step_count():
     """validation_steps=search: each point's step count is the search's choice on one
     model, and its error that of a fresh model of the point's own seed at that count."""
     from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
     from kerasdistill.seeding import VALIDATION, VALIDATION_SEARCH, derive_seed
-    target = _tiny_target()
-    base_images = target.train_images[:10]
-    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
-                           outer_batch_size=32, seed=3, validation_every_epochs=1)
-    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
-                          outer_precision="float32")
+    target, base_images, config, solver = _two_epoch_run()
     checkpoints = [10, 25, 50, 75]
     searched = distill_labels(solver, config, base_images, target, verbose=False,
                               validation_checkpoints=checkpoints)
@@ -362,12 +368,7 @@ def test_validation_with_several_models_scores_their_mean_error():
     paper's one; the same meta-learning, and the start is scored the same way."""
     from kerasdistill.evaluation.training import EvaluationTrainer
     from kerasdistill.seeding import START_VALIDATION, VALIDATION, derive_seed
-    target = _tiny_target()
-    base_images = target.train_images[:10]
-    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
-                           outer_batch_size=32, seed=3, validation_every_epochs=1)
-    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
-                          outer_precision="float32")
+    target, base_images, config, solver = _two_epoch_run()
     start = np.full((10, 10), 0.02, np.float32)
     start[np.arange(10), target.train_labels[:10]] = 0.82
     one = distill_labels(solver, config, base_images, target, verbose=False,
