@@ -19,9 +19,9 @@ Operations (applied in this order, each example on its own draw):
 Draws are stateless (`data.pipeline.counter_uniform`), keyed by a seed that the caller
 derives from the run's seed and the step, so a resumed run augments exactly as an
 uninterrupted one, and a model trained in a stack of models sees what it would
-alone
 alone. They are integer hashes, not tf.random's stateless ops, whose numbers differ
-under XLA (the meta loop may be compiled with XLA in one session, without in the next). The labels are learned, not the images, so nothing is differentiated
+under XLA (the meta loop may be compiled with XLA in one session, without in the
+next). The labels are learned, not the images, so nothing is differentiated
 through the transform; it is written with gathers and arithmetic only and works
 under XLA.
 """
@@ -62,10 +62,6 @@ class Augmentation:
 
     def __bool__(self) -> bool:
         return bool(self.operations)
-
-    def record(self) -> list:
-        """JSON-ready, for configs and the distilled set's metadata."""
-        return list(self.operations)
 
     def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """`images` (... x H x W x C, any leading dims) transformed; `seed` is a

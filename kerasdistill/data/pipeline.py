@@ -23,6 +23,11 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 _MASK32 = 0xFFFFFFFF
 
 
+def _as_uint32(seed) -> tf.Tensor:
+    """A seed's entries as int64 tensors holding their low 32 bits."""
+    return tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK32)
+
+
 def _mix32(h: tf.Tensor) -> tf.Tensor:
     """A 32-bit integer hash (xor-shift-multiply rounds) of int64 tensors holding
     values in [0, 2^32). The multipliers are odd and below 2^31, so no product
@@ -43,7 +48,7 @@ def counter_hash(seed: tf.Tensor, count) -> tf.Tensor:
     under jit_compile), and the meta loop is compiled with XLA or without it per
     session (autotune), so a resumed run would draw otherwise than an uninterrupted
     one. Integer arithmetic is the same everywhere."""
-    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK32)
+    seed = _as_uint32(seed)
     key = _mix32(tf.bitwise.bitwise_xor(_mix32(seed[0]), seed[1]))
     counter = tf.range(tf.cast(count, tf.int64), dtype=tf.int64)
     spread = tf.bitwise.bitwise_and(counter * 0x61C88647, _MASK32)
@@ -60,9 +65,9 @@ def counter_uniform(seed: tf.Tensor, shape, dtype=tf.float32) -> tf.Tensor:
 
 def fold_in(seed: tf.Tensor, data: int) -> tf.Tensor:
     """A new seed (shape [2], int64) for stream `data` of `seed`, by `counter_hash`."""
-    seed = tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), _MASK32)
+    seed = _as_uint32(seed)
     return tf.stack([_mix32(tf.bitwise.bitwise_xor(
-        seed[0], _mix32(tf.constant(data % 2 ** 32, tf.int64)))), seed[1]])
+        seed[0], _mix32(_as_uint32(data)))), seed[1]])
 
 
 def random_subset(num_items, subset_size: int, seed: tf.Tensor) -> tf.Tensor:

@@ -481,7 +481,7 @@ class _LabelDistillation:
         seeds = [derive_seed(self.config.seed, purpose, *point)] + [
             derive_seed(self.config.seed, purpose, *point, m)
             for m in range(1, self.config.validation_models)]
-        if len(seeds) == 1:
+        if len(seeds) == 1:  # exactly the paper's number (not 1 - (1 - error))
             return self.trainer.fresh_model_error(soft_labels, num_steps, seeds[0],
                                                   self.target.validation_images,
                                                   self.target.validation_labels)
