@@ -362,6 +362,9 @@ _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_sear
                          "ld_teacher_softmax_k2")
 
 
+_DISTILL_FIELDS = frozenset(field.name for field in dataclasses.fields(DistillConfig))
+
+
 def _beyond(budget: str) -> ExperimentPlan:
     rows = BEYOND_ROWS if budget != "smoke" else (
         ("mnist_n10_lenet", "MNIST n = 10, LeNet", None, "mnist", 10, "lenet"),)
@@ -373,9 +376,10 @@ def _beyond(budget: str) -> ExperimentPlan:
         for column_key, column, settings in columns:
             settings = dict(settings)
             baseline = settings.pop("baseline", "none")
-            parameterization = settings.pop("label_parameterization", "clip")
-            augment = settings.pop("augment", ())
-            validation_models = settings.pop("validation_models", 1)
+            # A column's DistillConfig settings go to the distill part, the rest to
+            # the experiment's.
+            distill_settings = {key: settings.pop(key) for key in list(settings)
+                                if key in _DISTILL_FIELDS}
             if source is not None and settings.get("label_init") == "one_hot":
                 continue  # the source's classes are not the target's
             for seed in seeds:
@@ -383,8 +387,7 @@ def _beyond(budget: str) -> ExperimentPlan:
                                  architecture=architecture, eval_optimizers=(),
                                  step_offsets=(), eval_architectures=(), **settings)
                 config = dataclasses.replace(config, distill=dataclasses.replace(
-                    config.distill, seed=seed, label_parameterization=parameterization,
-                    augment=augment, validation_models=validation_models))
+                    config.distill, seed=seed, **distill_settings))
                 runs.append(PlannedRun(f"beyond_{budget}/{row_key}_{column_key}_s{seed}",
                                        config, row, column))
     return ExperimentPlan(
