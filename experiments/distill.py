@@ -106,6 +106,12 @@ flags.DEFINE_integer("learner_pool", 1, "P: learners whose label hypergradients 
                      "step averages; a reset replaces the oldest, so they are at different "
                      "stages of training (1: the paper's single learner). P > 1 needs "
                      "--validation_steps=search and costs P times the meta step.")
+flags.DEFINE_integer("horizon_steps", 0, "T: each meta step trains a fresh model from "
+                     "scratch for T steps as an evaluation model trains (Adam, minibatches of "
+                     "--inner_batch_size) and takes the outer loss at its end, the "
+                     "hypergradient through all T steps (0: the paper's one-step look-ahead). "
+                     "Needs --hypergradient=reverse and --validation_steps=search; costs about "
+                     "3T evaluation training steps per meta step.")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")
 flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
@@ -183,7 +189,7 @@ def _run():
         step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
         transfer_repetitions=FLAGS.transfer_repetitions, label_init=FLAGS.label_init,
         unroll_steps=FLAGS.unroll_steps, validation_steps=FLAGS.validation_steps,
-        learner_pool=FLAGS.learner_pool)
+        learner_pool=FLAGS.learner_pool, horizon_steps=FLAGS.horizon_steps)
     run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
                    requested={f"distill.{k}" if k != "architecture" else k: v
                               for k, v in filled.items()})

@@ -36,6 +36,7 @@ from kerasdistill.evaluation.label_baselines import (TeacherBudget, class_mappin
                                                      uniform_labels)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
+from kerasdistill.distill.horizon import check_horizon_steps
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES, check_unroll_steps
 from kerasdistill.export.distilled_set import check_replaceable
 from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
@@ -98,6 +99,7 @@ class ExperimentConfig:
     unroll_steps: int = 1              # K inner SGD steps per hypergradient (second_order)
     validation_steps: str = "learner"  # VALIDATION_STEPS
     learner_pool: int = 1              # learners per meta step (learner_pool.py); 1: the paper's
+    horizon_steps: int = 0             # T: outer loss after T steps of a fresh model (horizon.py)
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -182,6 +184,7 @@ class ExperimentConfig:
                                f"--validation_steps=search: a pool's members outlive the "
                                f"interval between resets, so that interval is not a training "
                                f"run's step count")
+        self._check_horizon()
         if self.label_init == "one_hot" and self.distill.label_parameterization == "softmax":
             raise DistillError("--label_init=one_hot with --label_parameterization=softmax "
                                "cannot move: a softmax's gradient vanishes at exact 0 and 1; "
@@ -190,6 +193,27 @@ class ExperimentConfig:
         if self.baseline_max_steps is not None and self.baseline_max_steps < 10:
             raise DistillError(f"baseline_max_steps must be at least 10 (the first point of "
                                f"the step search), got {self.baseline_max_steps}")
+
+    def _check_horizon(self):
+        check_horizon_steps(self.horizon_steps)
+        if not self.horizon_steps:
+            return
+        flag = f"--horizon_steps={self.horizon_steps}"
+        if self.algorithm != "second_order":
+            raise DistillError(f"{flag} trains models by gradient steps: it needs "
+                               f"--algorithm=second_order")
+        if self.baseline != "none":
+            raise DistillError(f"{flag} learns labels; a baseline (--baseline="
+                               f"{self.baseline}) learns nothing")
+        if self.unroll_steps != 1 or self.learner_pool != 1:
+            raise DistillError(f"{flag} replaces the K-step look-ahead and the learner pool: "
+                               f"drop --unroll_steps and --learner_pool")
+        if self.hypergradient != "reverse":
+            raise DistillError(f"{flag} needs --hypergradient=reverse: the forward-mode "
+                               f"hypergradient is exact for one inner step only")
+        if self.validation_steps != "search":
+            raise DistillError(f"{flag} needs --validation_steps=search: it keeps no online "
+                               f"learner, so there are no resets to learn a step count from")
 
     def teacher_budget(self) -> TeacherBudget:
         return TeacherBudget(epochs=self.teacher_epochs,
@@ -543,4 +567,5 @@ def _solver(config: ExperimentConfig, factory: ModelFactory):
                         hypergradient=config.hypergradient,
                         outer_precision=config.outer_precision,
                         unroll_steps=config.unroll_steps if config.algorithm == "second_order"
-                        else 1, learner_pool=config.learner_pool)
+                        else 1, learner_pool=config.learner_pool,
+                        horizon_steps=config.horizon_steps)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from kerasdistill.distill.solver import InnerSolver, SolverStep
+from kerasdistill.distill.solver import InnerSolver, SolverStep, WrappedSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.seeding import LEARNER_POOL, derive_seed
 
@@ -48,7 +48,7 @@ def stack_members(learners):
     return tf.nest.map_structure(lambda *ts: tf.stack(ts), *learners)
 
 
-class LearnerPool(InnerSolver):
+class LearnerPool(WrappedSolver):
     """`size` learners of `solver`, their label hypergradients averaged each meta step.
 
     Example:
@@ -62,18 +62,10 @@ class LearnerPool(InnerSolver):
                                f"(1 is the paper's single learner: no pool)")
         if solver.learners_per_step != 1:
             raise DistillError("a learner pool's members must be single learners")
-        self.solver = solver
+        super().__init__(solver)
         self.size = size
-        self.name = solver.name
         self.inner_batches_per_step = solver.inner_batches_per_step
         self.learners_per_step = size
-
-    @property
-    def outer_precision(self):
-        return self.solver.outer_precision
-
-    def init_learner(self, seed: int):
-        return self.solver.init_learner(seed)
 
     def init_meta_learner(self, seed: int) -> PoolLearner:
         # Member 0 is the learner a run without a pool would start with.
@@ -110,21 +102,3 @@ class LearnerPool(InnerSolver):
             self.solver.after_label_update(member_step, member(learner.members, j),
                                            inner_images, inner_labels, updated_inner_labels)
             for j, member_step in enumerate(member_steps)]), oldest)
-
-    def train_step(self, learner, images, soft_labels):
-        return self.solver.train_step(learner, images, soft_labels)
-
-    def predict(self, learner, images) -> tf.Tensor:
-        return self.solver.predict(learner, images)
-
-    def predicts_with_batch_statistics(self) -> bool:
-        return self.solver.predicts_with_batch_statistics()
-
-    def model_stack(self):
-        return self.solver.model_stack()
-
-    def train_step_stacked(self, stack, learners, images, soft_labels):
-        return self.solver.train_step_stacked(stack, learners, images, soft_labels)
-
-    def recipe(self) -> dict:
-        return self.solver.recipe()

@@ -210,10 +210,7 @@ def default_identity(config: DistillConfig, solver: InnerSolver,
     else:
         settings["augment"] = list(settings["augment"])
     identity = {"distill": settings, "solver": solver.name}
-    if solver.inner_batches_per_step > 1:
-        identity["unroll_steps"] = solver.inner_batches_per_step
-    if solver.learners_per_step > 1:
-        identity["learner_pool"] = solver.learners_per_step
+    identity.update(solver.identity_settings())
     if given_start:
         identity["starting_labels"] = "given"
     if validation_checkpoints is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kerasdistill.distill.horizon import WholeRunSolver
 from kerasdistill.distill.learner_pool import LearnerPool
 from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
@@ -14,13 +15,21 @@ ALGORITHMS = ("second_order", "ridge_regression")
 
 def build_solver(algorithm: str, factory: ModelFactory, outer_precision: str | None = None,
                  outer_splits: int = 2, hypergradient: str = "forward",
-                 unroll_steps: int = 1, learner_pool: int = 1) -> InnerSolver:
+                 unroll_steps: int = 1, learner_pool: int = 1,
+                 horizon_steps: int = 0) -> InnerSolver:
     """Makes the solver for `algorithm`. `hypergradient` and `unroll_steps` concern the
     second-order solver only (the ridge-regression solve is in closed form: nothing
     to unroll, and its gradient is first-order by construction). `learner_pool` > 1
-    wraps the solver in a LearnerPool of that many learners."""
+    wraps the solver in a LearnerPool of that many learners; `horizon_steps` > 0 in a
+    WholeRunSolver, whose outer loss is taken after that many training steps of a fresh
+    model (horizon.py)."""
     solver = _single_solver(algorithm, factory, outer_precision, outer_splits, hypergradient,
                             unroll_steps)
+    if horizon_steps:
+        if learner_pool != 1:
+            raise DistillError("horizon_steps trains a fresh model every meta step: it takes "
+                               "no learner pool")
+        return WholeRunSolver(solver, horizon_steps)
     return solver if learner_pool == 1 else LearnerPool(solver, learner_pool)
 
 

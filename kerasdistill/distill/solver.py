@@ -47,6 +47,18 @@ class InnerSolver(abc.ABC):
         """What meta-training starts with. Default: one fresh learner."""
         return self.init_learner(seed)
 
+    def identity_settings(self) -> dict:
+        """What about this solver, beyond its name, changes the labels it learns: recorded
+        in the run's checkpoint identity. Written only where it differs from the paper's
+        single learner and single inner step, so identities recorded before these
+        settings existed still match."""
+        settings = {}
+        if self.inner_batches_per_step > 1:
+            settings["unroll_steps"] = self.inner_batches_per_step
+        if self.learners_per_step > 1:
+            settings["learner_pool"] = self.learners_per_step
+        return settings
+
     def admit_fresh_learner(self, learner, fresh):
         """What meta-training goes on with when the reset rule (SPEC 2c) brings in
         `fresh` (from `init_learner`). Default: `fresh` replaces `learner`."""
@@ -94,3 +106,38 @@ class InnerSolver(abc.ABC):
     def recipe(self) -> dict:
         """How evaluation models of this solver train (JSON-ready), for the
         distilled set's metadata: the labels were selected for this recipe."""
+
+
+class WrappedSolver(InnerSolver):
+    """A solver that changes how another one's labels are learned (a pool of learners, a
+    whole training run per meta step) but not how its evaluation models train or
+    predict: those go to the wrapped solver."""
+
+    def __init__(self, solver: InnerSolver):
+        self.solver = solver
+        self.name = solver.name
+
+    @property
+    def outer_precision(self):
+        return self.solver.outer_precision
+
+    def init_learner(self, seed: int):
+        return self.solver.init_learner(seed)
+
+    def train_step(self, learner, images, soft_labels):
+        return self.solver.train_step(learner, images, soft_labels)
+
+    def predict(self, learner, images) -> tf.Tensor:
+        return self.solver.predict(learner, images)
+
+    def predicts_with_batch_statistics(self) -> bool:
+        return self.solver.predicts_with_batch_statistics()
+
+    def model_stack(self):
+        return self.solver.model_stack()
+
+    def train_step_stacked(self, stack, learners, images, soft_labels):
+        return self.solver.train_step_stacked(stack, learners, images, soft_labels)
+
+    def recipe(self) -> dict:
+        return self.solver.recipe()

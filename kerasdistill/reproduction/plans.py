@@ -309,6 +309,9 @@ BEYOND_ROWS = (
      "mnist", 100, "lenet"),
     ("cifar10_n100_convnet", "CIFAR-10 n = 100, ConvNet", None, "cifar10", 100, "convnet"),
 )
+_HORIZON = {"label_init": "teacher", "label_parameterization": "softmax",
+            "validation_steps": "search", "horizon_steps": 200, "hypergradient": "reverse",
+            "label_learning_rate": 0.01, "epochs": 2, "validation_every_epochs": 1}
 # Columns: (folder key, title, ExperimentConfig settings). Item 2's look-ahead is run
 # from the teacher's labels, the best start of the cells before it.
 BEYOND_COLUMNS = (
@@ -357,6 +360,15 @@ BEYOND_COLUMNS = (
                                           "label_parameterization": "softmax",
                                           "validation_steps": "search", "augment": ("crop",),
                                           "validation_models": 5}),
+    # The outer loss at the end of a whole training run (horizon.py): each meta step
+    # trains a fresh model for T = 200 steps as test models train and differentiates
+    # through all of them. A meta step costs ~2.4 s for LeNet on 2 cores (~200 of the
+    # paper's), so these columns take 2 epochs (98 meta steps) with a validation point
+    # each epoch, and a label learning rate of 0.01 (softmax logits).
+    ("ld_teacher_softmax_horizon200", "teacher-init LD, softmax labels, whole-run "
+     "horizon T = 200", _HORIZON),
+    ("ld_teacher_softmax_horizon200_crop", "teacher-init LD, softmax labels, whole-run "
+     "horizon T = 200, crop", {**_HORIZON, "augment": ("crop",)}),
 )
 _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
                          "ld_teacher_softmax_k2")
