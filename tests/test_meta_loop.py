@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill.data.pipeline import epoch_index_batches, random_subset
+from kerasdistill.data.pipeline import epoch_index_batches, inner_batch_indices
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.loop import DistillConfig, distill_labels
@@ -88,8 +88,9 @@ def _step_at_a_time(solver, config, base_images, target, window):
     for epoch in range(config.epochs):
         for outer in epoch_index_batches(len(target.train_images), config.outer_batch_size,
                                          config.seed, epoch):
-            inner = random_subset(len(base_images), config.inner_batch_size,
-                                  tf.constant([inner_seed, global_step], tf.int32))
+            inner = inner_batch_indices(len(base_images), config.inner_batch_size,
+                                        solver.inner_batches_per_step,
+                                        tf.constant([inner_seed, global_step], tf.int32))
             state, metrics = step(state, tf.constant(base_images), inner,
                                   tf.gather(train_images, outer), tf.gather(train_labels, outer))
             global_step += 1

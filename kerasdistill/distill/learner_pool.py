@@ -60,7 +60,7 @@ class LearnerPool(WrappedSolver):
         if isinstance(size, bool) or not isinstance(size, int) or size < 2:
             raise DistillError(f"a learner pool needs at least 2 learners, got {size!r} "
                                f"(1 is the paper's single learner: no pool)")
-        if solver.learners_per_step != 1:
+        if solver.learners_per_step != 1 or isinstance(solver, WrappedSolver):
             raise DistillError("a learner pool's members must be single learners")
         super().__init__(solver)
         self.size = size
