@@ -36,6 +36,8 @@ flags.DEFINE_integer("outer_batch_size", 1024, "Target minibatch size.")
 flags.DEFINE_integer("epochs", None, "Epochs over the target training split (default: the "
                      "paper's: 400 up to n = 100, 800 above and for CIFAR-100; Kuzushiji-49 "
                      "100 / 200).")
+flags.DEFINE_float("label_learning_rate", 1e-3, "Adam's learning rate on the labels (on their "
+                   "logits with --label_parameterization=softmax); SPEC 2's is 1e-3.")
 flags.DEFINE_integer("seed", 1234, "Seed for splits, base examples, models and batches.")
 flags.DEFINE_enum("baseline", "none", ["none", "true_labels", "label_smoothing", "teacher",
                                         "uniform", "class_mapping"],
@@ -168,6 +170,7 @@ def _run():
             num_base_examples=FLAGS.num_base_examples,
             inner_batch_size=budget.inner_batch_size, epochs=budget.epochs,
             outer_batch_size=FLAGS.outer_batch_size, seed=FLAGS.seed,
+            label_learning_rate=FLAGS.label_learning_rate,
             validation_every_epochs=FLAGS.validation_every_epochs,
             reset_window=FLAGS.reset_window,
             jit_compile={"true": True, "false": False}.get(FLAGS.jit_compile, "auto"),

@@ -245,3 +245,10 @@ def test_horizon_identity():
     assert "horizon_steps" not in run_identity(config)
     whole_run = dataclasses.asdict(tiny_config(None, **_HORIZON))
     assert run_identity(whole_run)["horizon_steps"] == 5
+
+
+def test_label_learning_rate_flag_refuses_a_bad_rate_with_one_error(tmp_path):
+    result = run_cli("experiments.distill", f"--model_dir={tmp_path / 'run'}",
+                     "--label_learning_rate=0", f"--data_dir={tmp_path}")
+    assert_one_error(result, "label_learning_rate must be positive")
+    assert not (tmp_path / "run").exists()
