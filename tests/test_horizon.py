@@ -20,7 +20,7 @@ from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
 from tests.conftest import assert_one_error, run_cli, tiny_config
 from tests.test_hypergradient import hypergradient_and_finite_differences
-from tests.test_meta_loop import _step_at_a_time, _tiny_target
+from tests.test_meta_loop import _step_at_a_time, _tiny_target, interrupted_and_resumed
 
 FLOAT64_LENET = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
 
@@ -143,16 +143,8 @@ def test_whole_run_goes_through_the_one_outer_loop_and_resumes_exactly(tmp_path)
     moved = np.abs(expected_labels - 0.1).max()
     assert moved > 5e-3
     np.testing.assert_allclose(alone.final_soft_labels, expected_labels, atol=0.3 * moved)
-    whole = distill_labels(solver, config, base_images, target, verbose=False,
-                           validation_checkpoints=[5, 10, 20])
     checkpoint_dir = str(tmp_path / "checkpoint")
-    distill_labels(solver, dataclasses.replace(config, epochs=2), base_images, target,
-                   verbose=False, checkpoint_dir=checkpoint_dir,
-                   validation_checkpoints=[5, 10, 20])
-    resumed = distill_labels(solver, config, base_images, target, verbose=False,
-                             checkpoint_dir=checkpoint_dir, validation_checkpoints=[5, 10, 20])
-    assert resumed.resumed_from_epoch == 2
-    np.testing.assert_array_equal(resumed.final_soft_labels, whole.final_soft_labels)
+    interrupted_and_resumed(solver, config, base_images, target, checkpoint_dir)
     # Another horizon, or the K-step look-ahead of the same length, is another run.
     factory = ModelFactory("lenet", (28, 28, 1), 10)
     others = [build_solver("second_order", factory, hypergradient="reverse", horizon_steps=4),

@@ -18,7 +18,7 @@ from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
 from tests.conftest import tiny_config
-from tests.test_meta_loop import _step_at_a_time, _tiny_target
+from tests.test_meta_loop import _step_at_a_time, _tiny_target, interrupted_and_resumed
 
 
 def _weights(learner):
@@ -106,20 +106,11 @@ def test_pool_runs_through_the_one_outer_loop_and_resumes_exactly(tmp_path):
     expected_labels, tracker, _ = _step_at_a_time(solver, config, base_images, target,
                                                   config.reset_window)
     assert len(tracker.reset_points) >= 2, "the test needs resets to compare"
-    whole = distill_labels(solver, config, base_images, target, verbose=False,
-                           validation_checkpoints=[5, 10, 20])
-    assert whole.reset_points == tracker.reset_points
-    np.testing.assert_allclose(whole.final_soft_labels, expected_labels, atol=1e-6)
     # Interrupted after the first validation point, then resumed from its checkpoint.
     checkpoint_dir = str(tmp_path / "checkpoint")
-    distill_labels(solver, dataclasses.replace(config, epochs=2), base_images, target,
-                   verbose=False, checkpoint_dir=checkpoint_dir,
-                   validation_checkpoints=[5, 10, 20])
-    resumed = distill_labels(solver, config, base_images, target, verbose=False,
-                             checkpoint_dir=checkpoint_dir, validation_checkpoints=[5, 10, 20])
-    assert resumed.resumed_from_epoch == 2
-    np.testing.assert_array_equal(resumed.final_soft_labels, whole.final_soft_labels)
-    assert resumed.validation_curve == whole.validation_curve
+    whole, _ = interrupted_and_resumed(solver, config, base_images, target, checkpoint_dir)
+    assert whole.reset_points == tracker.reset_points
+    np.testing.assert_allclose(whole.final_soft_labels, expected_labels, atol=1e-6)
     # A run without the pool, or with another size, is another run.
     single = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
                           outer_precision="float32")

@@ -103,6 +103,25 @@ def _step_at_a_time(solver, config, base_images, target, window):
     return state.soft_labels.numpy(), tracker, global_step
 
 
+def interrupted_and_resumed(solver, config, base_images, target, checkpoint_dir,
+                            validation_checkpoints=(5, 10, 20)):
+    """(the uninterrupted run, the run stopped after half its epochs and resumed from its
+    checkpoint in `checkpoint_dir`), after checking that both end with the same labels
+    and validation curve, bit for bit."""
+    checkpoints = list(validation_checkpoints)
+    whole = distill_labels(solver, config, base_images, target, verbose=False,
+                           validation_checkpoints=checkpoints)
+    distill_labels(solver, dataclasses.replace(config, epochs=config.epochs // 2), base_images,
+                   target, verbose=False, checkpoint_dir=checkpoint_dir,
+                   validation_checkpoints=checkpoints)
+    resumed = distill_labels(solver, config, base_images, target, verbose=False,
+                             checkpoint_dir=checkpoint_dir, validation_checkpoints=checkpoints)
+    assert resumed.resumed_from_epoch == config.epochs // 2
+    np.testing.assert_array_equal(resumed.final_soft_labels, whole.final_soft_labels)
+    assert resumed.validation_curve == whole.validation_curve
+    return whole, resumed
+
+
 @pytest.mark.parametrize("algorithm", ["second_order", "ridge_regression"])
 def test_in_graph_loop_equals_the_step_at_a_time_path(algorithm):
     target = _tiny_target()
