@@ -117,19 +117,24 @@ class WholeRunSolver(WrappedSolver):
     def train_from_start(self, weights, non_trainable, inner_images, inner_labels):
         """T Adam steps of an evaluation model from (weights, non_trainable) on batch t's
         images and labels at step t; returns (weights, non_trainable, mean inner loss).
-        Differentiable in `inner_labels` (and the start) by an enclosing tape."""
+        Differentiable in `inner_labels` (and the start) by an enclosing tape. With
+        T = 1 the images and labels may come without their step axis (n_i x ...), as the
+        outer loop draws a single inner batch."""
         solver = self.solver
+        if self.horizon_steps == 1:  # the outer loop hands one batch without a K axis
+            inner_images, inner_labels = inner_images[None], inner_labels[None]
 
         def body(step, weights, non_trainable, optimizer, loss_sum):
             loss, grads, non_trainable = solver._inner_gradient_at(
                 weights, non_trainable, inner_images[step], inner_labels[step])
             weights, optimizer = adam_update(weights, grads, optimizer,
-                                             solver.learner_learning_rate)
+                                             solver.learner_learning_rate,
+                                             differentiable=True)
             return step + 1, weights, non_trainable, optimizer, loss_sum + loss
 
         weights = tuple(weights)
         # maximum_iterations: a static trip count, which XLA needs to differentiate a
-        # while-loop (its accumulators get a fixed size).
+        # while-loop (its accumulators get a fixed size; tested under jit_compile=True).
         _, weights, non_trainable, _, loss_sum = tf.while_loop(
             lambda step, *_: step < self.horizon_steps, body,
             (tf.constant(0), weights, tuple(non_trainable), adam_init(weights),
