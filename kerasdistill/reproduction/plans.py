@@ -369,6 +369,9 @@ BEYOND_COLUMNS = (
      "horizon T = 200", _HORIZON),
     ("ld_teacher_softmax_horizon200_crop", "teacher-init LD, softmax labels, whole-run "
      "horizon T = 200, crop", {**_HORIZON, "augment": ("crop",)}),
+    # MNIST n = 10's best start is one-hot (clip labels: a softmax cannot leave exact 0s).
+    ("ld_one_hot_horizon200", "one-hot-init LD, whole-run horizon T = 200",
+     {**_HORIZON, "label_init": "one_hot", "label_parameterization": "clip"}),
 )
 _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
                          "ld_teacher_softmax_k2")
