@@ -10,7 +10,7 @@ import tensorflow as tf
 from kerasdistill.distill.adam import adam_init, adam_update
 from kerasdistill.distill.horizon import WholeRunSolver
 from kerasdistill.distill.learner_pool import LearnerPool
-from kerasdistill.distill.loop import DistillConfig, default_identity, distill_labels
+from kerasdistill.distill.loop import default_identity, distill_labels
 from kerasdistill.distill.meta_step import init_meta_state, make_meta_step
 from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
@@ -21,7 +21,7 @@ from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
 from tests.conftest import assert_one_error, run_cli, tiny_config
 from tests.test_hypergradient import hypergradient_and_finite_differences
-from tests.test_meta_loop import _step_at_a_time, _tiny_target, interrupted_and_resumed
+from tests.test_meta_loop import _step_at_a_time, interrupted_and_resumed, tiny_loop_problem
 
 FLOAT64_LENET = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
 
@@ -174,11 +174,7 @@ def test_whole_run_meta_step_updates_labels_from_every_step_s_batch():
 
 
 def test_whole_run_goes_through_the_one_outer_loop_and_resumes_exactly(tmp_path):
-    target = _tiny_target()
-    base_images = target.train_images[:10]
-    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=4,
-                           outer_batch_size=32, seed=3, validation_every_epochs=2,
-                           reset_window=2)
+    target, base_images, config = tiny_loop_problem(epochs=4, validation_every_epochs=2)
     solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
                           outer_precision="float32", hypergradient="reverse",
                           horizon_steps=3)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from kerasdistill.distill.adam import adam_init, adam_update
 from kerasdistill.distill.learner_pool import LearnerPool, member
-from kerasdistill.distill.loop import DistillConfig, default_identity, distill_labels
+from kerasdistill.distill.loop import default_identity, distill_labels
 from kerasdistill.distill.meta_step import (init_meta_state, make_meta_step,
                                             project_to_simplex_rows)
 from kerasdistill.distill.registry import build_solver
@@ -18,7 +18,7 @@ from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
 from tests.conftest import tiny_config
-from tests.test_meta_loop import _step_at_a_time, _tiny_target, interrupted_and_resumed
+from tests.test_meta_loop import _step_at_a_time, interrupted_and_resumed, tiny_loop_problem
 
 
 def _weights(learner):
@@ -95,11 +95,7 @@ def test_a_reset_replaces_the_oldest_member_in_turn():
 
 
 def test_pool_runs_through_the_one_outer_loop_and_resumes_exactly(tmp_path):
-    target = _tiny_target()
-    base_images = target.train_images[:10]
-    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=4,
-                           outer_batch_size=32, seed=3, validation_every_epochs=2,
-                           reset_window=2)
+    target, base_images, config = tiny_loop_problem(epochs=4, validation_every_epochs=2)
     solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
                           outer_precision="float32", learner_pool=2)
     assert isinstance(solver, LearnerPool) and solver.learners_per_step == 2

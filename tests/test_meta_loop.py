@@ -103,6 +103,16 @@ def _step_at_a_time(solver, config, base_images, target, window):
     return state.soft_labels.numpy(), tracker, global_step
 
 
+def tiny_loop_problem(epochs: int, validation_every_epochs: int):
+    """(target, 10 base images, a DistillConfig) small enough to run the whole outer loop
+    in a test: 32-image outer batches, reset window 2, seed 3."""
+    target = _tiny_target()
+    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=epochs,
+                           outer_batch_size=32, seed=3,
+                           validation_every_epochs=validation_every_epochs, reset_window=2)
+    return target, target.train_images[:10], config
+
+
 def interrupted_and_resumed(solver, config, base_images, target, checkpoint_dir,
                             validation_checkpoints=(5, 10, 20)):
     """(the uninterrupted run, the run stopped after half its epochs and resumed from its
@@ -124,11 +134,7 @@ def interrupted_and_resumed(solver, config, base_images, target, checkpoint_dir,
 
 @pytest.mark.parametrize("algorithm", ["second_order", "ridge_regression"])
 def test_in_graph_loop_equals_the_step_at_a_time_path(algorithm):
-    target = _tiny_target()
-    base_images = target.train_images[:10]
-    config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=6,
-                           outer_batch_size=32, seed=3, validation_every_epochs=3,
-                           reset_window=2)
+    target, base_images, config = tiny_loop_problem(epochs=6, validation_every_epochs=3)
     solver = build_solver(algorithm, ModelFactory("lenet", (28, 28, 1), 10),
                           outer_precision="float32")
     expected_labels, tracker, steps = _step_at_a_time(solver, config, base_images, target, 2)

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from kerasdistill.distill.adam import adam_init, adam_update
+from kerasdistill.distill.learner import pick, stack_nests
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.distill.solver import SolverStep, WrappedSolver
 from kerasdistill.errors import DistillError
@@ -104,9 +105,8 @@ class WholeRunSolver(WrappedSolver):
         seeds = [seed] + [derive_seed(seed, HORIZON_INITS, j)
                           for j in range(1, self.initializations)]
         starts = [self.solver.init_learner(s) for s in seeds]
-        stack = lambda *ts: tf.stack(ts)  # noqa: E731
-        return HorizonLearner(tf.nest.map_structure(stack, *[s.weights for s in starts]),
-                              tf.nest.map_structure(stack, *[s.non_trainable for s in starts]),
+        return HorizonLearner(stack_nests([s.weights for s in starts]),
+                              stack_nests([s.non_trainable for s in starts]),
                               tf.constant(0, tf.int32))
 
     def admit_fresh_learner(self, learner: HorizonLearner, fresh) -> HorizonLearner:
@@ -144,9 +144,8 @@ class WholeRunSolver(WrappedSolver):
 
     def meta_gradient(self, learner: HorizonLearner, inner_images, inner_labels,
                       outer_images, outer_labels) -> SolverStep:
-        start = learner.next_start % self.initializations
-        start_weights = tuple(tf.gather(w, start) for w in learner.weights)
-        start_non_trainable = tuple(tf.gather(w, start) for w in learner.non_trainable)
+        start_weights, start_non_trainable = pick(
+            (learner.weights, learner.non_trainable), learner.next_start % self.initializations)
         with tf.GradientTape() as label_tape:
             label_tape.watch(inner_labels)
             weights, non_trainable, inner_loss = self.train_from_start(

@@ -71,6 +71,17 @@ class FunctionalModel:
         return LearnerState(tuple(weights), tuple(non_trainable), adam_init(weights))
 
 
+def stack_nests(nests):
+    """Nests of one structure (learner states, weight tuples) as one nest whose every
+    tensor is theirs stacked on a new leading axis: M models trained or held together."""
+    return tf.nest.map_structure(lambda *tensors: tf.stack(tensors), *nests)
+
+
+def pick(stacked, index):
+    """Entry `index` (a tensor or an int) of a nest of stacked tensors."""
+    return tf.nest.map_structure(lambda t: tf.gather(t, index), stacked)
+
+
 def outer_shards(tensors, requested: int):
     """Splits each of `tensors` along the batch into `requested` equal shards (one
     shard when that does not divide the batch, e.g. a tiny target set). Shards

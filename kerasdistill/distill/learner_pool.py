@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from kerasdistill.distill.learner import stack_nests
 from kerasdistill.distill.solver import InnerSolver, SolverStep, WrappedSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.seeding import LEARNER_POOL, derive_seed
@@ -42,10 +43,6 @@ class PoolLearner(NamedTuple):
 def member(members, index: int):
     """Member `index` (a Python int) of a stacked nest."""
     return tf.nest.map_structure(lambda t: t[index], members)
-
-
-def stack_members(learners):
-    return tf.nest.map_structure(lambda *ts: tf.stack(ts), *learners)
 
 
 class LearnerPool(WrappedSolver):
@@ -70,7 +67,7 @@ class LearnerPool(WrappedSolver):
     def init_meta_learner(self, seed: int) -> PoolLearner:
         # Member 0 is the learner a run without a pool would start with.
         seeds = [seed] + [derive_seed(seed, LEARNER_POOL, j) for j in range(1, self.size)]
-        return PoolLearner(stack_members([self.solver.init_learner(s) for s in seeds]),
+        return PoolLearner(stack_nests([self.solver.init_learner(s) for s in seeds]),
                            tf.constant(0, tf.int32))
 
     def admit_fresh_learner(self, learner: PoolLearner, fresh) -> PoolLearner:
@@ -98,7 +95,7 @@ class LearnerPool(WrappedSolver):
     def after_label_update(self, step: SolverStep, learner: PoolLearner, inner_images,
                            inner_labels, updated_inner_labels) -> PoolLearner:
         member_steps, oldest = step.learner
-        return PoolLearner(stack_members([
+        return PoolLearner(stack_nests([
             self.solver.after_label_update(member_step, member(learner.members, j),
                                            inner_images, inner_labels, updated_inner_labels)
             for j, member_step in enumerate(member_steps)]), oldest)

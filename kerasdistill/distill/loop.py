@@ -19,6 +19,7 @@ from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.distill.autotune import JIT_CHOICES, choose_jit_compile
 from kerasdistill.distill.checkpoint import RunCheckpoint, peek_progress
+from kerasdistill.distill.learner import stack_nests
 from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop
 from kerasdistill.distill.meta_step import (FINITE_CHECKS, LABEL_PARAMETERIZATIONS, MetaState,
                                             init_meta_state, uniform_labels)
@@ -549,8 +550,7 @@ class _FreshLearners:
         for k in wanted:
             if k not in self._built:
                 self._built[k] = self.solver.init_learner(derive_seed(self.seed, LEARNER, k))
-        return tf.nest.map_structure(lambda *ts: tf.stack(ts),
-                                     *[self._built[k] for k in wanted])
+        return stack_nests([self._built[k] for k in wanted])
 
 
 def _label_summaries(soft_labels: np.ndarray):

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
 from kerasdistill.data.pipeline import inner_batch_indices
+from kerasdistill.distill.learner import pick
 from kerasdistill.distill.meta_step import MetaState, meta_step_function
 from kerasdistill.distill.resets import ResetState, reset_rule_step
 from kerasdistill.distill.solver import InnerSolver
@@ -60,11 +61,6 @@ class StretchResult(NamedTuple):
     reset_points: tf.Tensor     # [max resets] int32, the first `resets_used` are valid
     resets_used: tf.Tensor      # int32
     finite: tf.Tensor           # [3] bool, the last step's checks (meta_step.FINITE_CHECKS)
-
-
-def pick(stacked, index):
-    """Entry `index` of a nest of stacked tensors."""
-    return tf.nest.map_structure(lambda t: tf.gather(t, index), stacked)
 
 
 def make_meta_loop(solver: InnerSolver, inner_batch_size: int, reset_window: int,

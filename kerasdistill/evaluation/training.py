@@ -17,6 +17,7 @@ import tensorflow as tf
 from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
 from kerasdistill.data.pipeline import fold_in, random_subset
 from kerasdistill.distill.adam import AdamState
+from kerasdistill.distill.learner import stack_nests
 from kerasdistill.distill.solver import InnerSolver
 
 # Models trained together per call when the solver can stack them. Measured with
@@ -169,7 +170,7 @@ class EvaluationTrainer:
         `train(solver.init_learner(seed), ...)` would train each; returns the stacked
         learner (`model_of` takes one model out)."""
         learners = [self.solver.init_learner(seed) for seed in seeds]
-        stacked = tf.nest.map_structure(lambda *ts: tf.stack(ts), *learners)
+        stacked = stack_nests(learners)
         # All models step together: one shared Adam step count.
         stacked = stacked._replace(optimizer=stacked.optimizer._replace(
             step=learners[0].optimizer.step))
