@@ -114,6 +114,12 @@ flags.DEFINE_integer("horizon_steps", 0, "T: each meta step trains a fresh model
                      "hypergradient through all T steps (0: the paper's one-step look-ahead). "
                      "Needs --hypergradient=reverse and --validation_steps=search; costs about "
                      "3T evaluation training steps per meta step.")
+flags.DEFINE_enum("whitening", "none", ["none", "zca"], "An evaluation recipe (not the "
+                  "paper's): zca whitens every image the models see (the splits and the base "
+                  "images), fitted on the target's training split after normalisation. The "
+                  "distilled set stores the whitening and experiments.train repeats it.")
+flags.DEFINE_float("zca_regularization", 0.1, "With --whitening=zca: added to every "
+                   "eigenvalue of the images' covariance, relative to their mean (KIP's 0.1).")
 flags.DEFINE_list("eval_architectures", [], "Also test the labels with these architectures "
                   "(architecture transfer), e.g. alexnet,lenet,resnet.")
 flags.DEFINE_list("eval_optimizers", [], "Also test the labels with model.fit and these "
@@ -192,7 +198,8 @@ def _run():
         step_offsets=tuple(_integers("step_offsets", FLAGS.step_offsets)),
         transfer_repetitions=FLAGS.transfer_repetitions, label_init=FLAGS.label_init,
         unroll_steps=FLAGS.unroll_steps, validation_steps=FLAGS.validation_steps,
-        learner_pool=FLAGS.learner_pool, horizon_steps=FLAGS.horizon_steps)
+        learner_pool=FLAGS.learner_pool, horizon_steps=FLAGS.horizon_steps,
+        whitening=FLAGS.whitening, zca_regularization=FLAGS.zca_regularization)
     run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
                    requested={f"distill.{k}" if k != "architecture" else k: v
                               for k, v in filled.items()})

@@ -47,7 +47,6 @@ flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.
 def _run():
     from kerasdistill import __version__
     from kerasdistill.data.loading import load_dataset
-    from kerasdistill.data.splits import normalize_images
     from kerasdistill.data.registry import get_dataset_spec
     from kerasdistill.errors import DistillError
     from kerasdistill.evaluation.train_distilled import TrainSettings, train_on_distilled
@@ -70,7 +69,8 @@ def _run():
         augment=None if FLAGS.augment is None else tuple(FLAGS.augment)).resolved(distilled)
     target = load_dataset(distilled.metadata["target"], FLAGS.data_dir, FLAGS.download)
     spec = get_dataset_spec(distilled.metadata["target"])
-    test_images = normalize_images(target.test_images, spec)
+    # Normalised (and whitened) as the set's own images were.
+    test_images = distilled.preprocess(target.test_images)
     if FLAGS.verbose:
         print(f"Training {settings.repetitions} {settings.architecture} models "
               f"({settings.model_kind}, {settings.optimizer} lr {settings.learning_rate}, "

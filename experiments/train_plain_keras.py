@@ -68,6 +68,15 @@ def main(argv):
         print("error: --distilled and --test_npz are required", file=sys.stderr)
         sys.exit(2)
     import numpy as np
+    metadata_path = os.path.join(FLAGS.distilled, "distilled_set.json")
+    if os.path.exists(metadata_path) and json.load(open(metadata_path)).get(
+            "recipe", {}).get("whitening", "none") != "none":
+        # The README's example normalises only; a whitened set would train on images
+        # unlike those its labels were learned for.
+        print(f"error: {FLAGS.distilled} was distilled on ZCA-whitened images, which the "
+              f"plain example does not whiten; use python -m experiments.train",
+              file=sys.stderr)
+        sys.exit(2)
     config_path = os.path.join(os.path.dirname(FLAGS.output_json or ""), "config.json")
     if FLAGS.output_json and os.path.basename(FLAGS.output_json) in ("results.json",
                                                                       "config.json") \

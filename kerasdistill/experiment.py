@@ -21,6 +21,8 @@ from kerasdistill import __version__
 from kerasdistill.budget import default_architecture
 from kerasdistill.data.loading import ORIENTATIONS, RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.whitening import (DEFAULT_ZCA_REGULARIZATION, WHITENINGS, ZCAStatistics,
+                                         check_zca_regularization)
 from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
                                       split_target)
 from kerasdistill.distill.autotune import choose_jit_compile
@@ -100,6 +102,8 @@ class ExperimentConfig:
     validation_steps: str = "learner"  # VALIDATION_STEPS
     learner_pool: int = 1              # learners per meta step (learner_pool.py); 1: the paper's
     horizon_steps: int = 0             # T: outer loss after T steps of a fresh model (horizon.py)
+    whitening: str = "none"            # WHITENINGS: "zca" whitens every image (data/whitening.py)
+    zca_regularization: float = DEFAULT_ZCA_REGULARIZATION
 
     def resolved(self) -> "ExperimentConfig":
         source = self.source or self.target
@@ -185,6 +189,11 @@ class ExperimentConfig:
                                f"interval between resets, so that interval is not a training "
                                f"run's step count")
         self._check_horizon()
+        require_one_of("whitening", self.whitening, WHITENINGS)
+        check_zca_regularization(self.zca_regularization)
+        if self.whitening != "zca" and self.zca_regularization != DEFAULT_ZCA_REGULARIZATION:
+            raise DistillError(f"--zca_regularization={self.zca_regularization} is the strength "
+                               f"of ZCA whitening: it needs --whitening=zca")
         if self.label_init == "one_hot" and self.distill.label_parameterization == "softmax":
             raise DistillError("--label_init=one_hot with --label_parameterization=softmax "
                                "cannot move: a softmax's gradient vanishes at exact 0 and 1; "
@@ -231,9 +240,10 @@ class RunInputs:
     target_raw: RawDataset
     target: TargetSplits
     base_images_uint8: np.ndarray   # as the models see them before normalisation
-    base_images: np.ndarray         # normalised
+    base_images: np.ndarray         # normalised (and whitened, with `whitening`)
     base_labels: np.ndarray         # their classes in the source dataset
     base_indices: np.ndarray        # positions in the source's official train split
+    whitening: ZCAStatistics | None = None  # fitted on target.train_images (--whitening=zca)
 
 
 def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True,
@@ -311,7 +321,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         })
         products = write_run_products(
             config_record, results, inputs.base_images_uint8, solver.recipe(),
-            os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR))
+            os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR),
+            inputs.whitening)
         results.update({"label_analysis": products.label_analysis,
                         "distilled_set": DISTILLED_DIR,
                         "plots": [f"{PLOTS_DIR}/{name}" for name in products.plots]})
@@ -403,10 +414,23 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
                                   get_dataset_spec(config.source).num_classes,
                                   config.base_selection == "balanced", config.distill.seed)
     images_uint8 = base_images_of(candidate_images, chosen, target.spec.image_shape)
+    base_images = normalize_images(images_uint8, target.spec)
+    whitening = run_whitening(config, target)
+    if whitening is not None:
+        target = target.whitened(whitening)
+        base_images = whitening(base_images)
     return RunInputs(target_raw=target_raw, target=target, base_images_uint8=images_uint8,
-                     base_images=normalize_images(images_uint8, target.spec),
-                     base_labels=candidate_labels[chosen],
-                     base_indices=candidate_positions[chosen])
+                     base_images=base_images, base_labels=candidate_labels[chosen],
+                     base_indices=candidate_positions[chosen], whitening=whitening)
+
+
+def run_whitening(config, target: TargetSplits) -> ZCAStatistics | None:
+    """The run's ZCA whitening, fitted on its training split (never on validation or
+    test images), or None. `config`: an ExperimentConfig or a config.json dict."""
+    settings = config if isinstance(config, dict) else to_json_dict(config)
+    if settings.get("whitening", "none") == "none":
+        return None
+    return ZCAStatistics.fit(target.train_images, settings["zca_regularization"])
 
 
 def _distill(config, solver, factory, trainer, inputs: RunInputs, model_dir, identity, results,

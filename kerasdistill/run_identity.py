@@ -35,7 +35,8 @@ EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
 OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
                       "distill.label_parameterization": "clip", "validation_steps": "learner",
                       "learner_pool": 1, "distill.augment": [],
-                      "distill.validation_models": 1, "horizon_steps": 0}
+                      "distill.validation_models": 1, "horizon_steps": 0,
+                      "whitening": "none", "zca_regularization": 0.1}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:

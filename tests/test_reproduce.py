@@ -340,3 +340,11 @@ def test_beyond_verdicts_name_the_winner_and_compare_within_a_recipe():
     # Learned labels with crop are judged against the teacher's with crop only.
     assert ("best learned labels with crop (teacher-init LD, crop) does not beat teacher "
             "labels, crop beyond the spread: +0.50 points, spread 2.00") in lines[1]
+    # ZCA is a recipe of its own: its learned labels against the teacher's with ZCA only.
+    zca_columns = ["teacher labels", "teacher labels, ZCA", "teacher-init LD, horizon, ZCA"]
+    zca = {("row", "teacher labels"): cell(70, 1), ("row", "teacher labels, ZCA"): cell(85, 1),
+           ("row", "teacher-init LD, horizon, ZCA"): cell(88, 0.5)}
+    [_, line] = beyond_verdicts(["row"], zca_columns, zca)
+    assert ("best learned labels with ZCA (teacher-init LD, horizon, ZCA) beats teacher "
+            "labels, ZCA beyond the spread: +3.00 points, spread 1.50") in line
+    assert "best learned labels (" not in line  # no LD column of the paper's recipe

@@ -44,6 +44,13 @@ class TargetSplits:
     def base_pool_positions(self) -> np.ndarray:
         return self.train_positions if self.pool_positions is None else self.pool_positions
 
+    def whitened(self, whitening) -> "TargetSplits":
+        """These splits with every image passed through `whitening` (a fitted
+        data.whitening.ZCAStatistics)."""
+        return dataclasses.replace(self, train_images=whitening(self.train_images),
+                                   validation_images=whitening(self.validation_images),
+                                   test_images=whitening(self.test_images))
+
 
 def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
                  target_set_size: int | None = None) -> TargetSplits:

@@ -5,6 +5,7 @@
       distilled_set-train.tfrecord-00000-of-00001       one example per base image
       distilled_set.json                                 the recipe and provenance
       distilled_set.npz                                  images, soft_labels, source_indices
+      zca_whitening.npz                                  mean and W, when the recipe whitens
 
 `tfds.builder_from_directory(<dir>)` loads it with no kerasdistill import; the
 records are serialised by TFDS's FeaturesDict and described by
@@ -22,6 +23,7 @@ import re
 
 import numpy as np
 
+from kerasdistill.data.whitening import WHITENINGS, ZCAStatistics
 from kerasdistill.errors import DistillError
 from kerasdistill.files import atomic_directory, read_json, write_json_atomic
 
@@ -31,6 +33,7 @@ DATASET_NAME = "distilled_set"
 TFDS_VERSION = "1.0.0"
 METADATA_FILE = "distilled_set.json"
 NPZ_FILE = "distilled_set.npz"
+WHITENING_FILE = "zca_whitening.npz"
 _FILE_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 _REQUIRED_METADATA = ("target", "num_classes", "image_shape", "mean", "std", "num_train_steps",
                       "inner_batch_size", "recipe")
@@ -46,6 +49,8 @@ class DistilledSet:
       source_indices: int64 [n], positions in the source dataset's official train split.
       source_labels: int64 [n], each image's class in its own dataset.
       metadata: the recipe and provenance (distilled_set.json).
+      whitening: the ZCA whitening every image was passed through after normalisation
+        (data/whitening.py), when the recipe says `"whitening": "zca"`; else None.
 
     Example:
 
@@ -60,6 +65,7 @@ class DistilledSet:
     source_indices: np.ndarray
     source_labels: np.ndarray
     metadata: dict
+    whitening: ZCAStatistics | None = None
 
     def __post_init__(self):
         missing = [key for key in _REQUIRED_METADATA if key not in self.metadata]
@@ -82,6 +88,28 @@ class DistilledSet:
         for name in ("source_indices", "source_labels"):
             if np.asarray(getattr(self, name)).shape != (n,):
                 raise DistillError(f"{name} must hold one entry per image ({n})")
+        self._check_whitening()
+
+    def _check_whitening(self):
+        recipe = self.metadata["recipe"]
+        whitens = recipe.get("whitening", "none")
+        if whitens not in WHITENINGS:
+            raise DistillError(f"the recipe's whitening must be one of {WHITENINGS}, got "
+                               f"{whitens!r}")
+        if (whitens == "zca") != (self.whitening is not None):
+            raise DistillError(
+                "the recipe whitens its images (zca) but the set holds no whitening statistics"
+                if whitens == "zca" else
+                "the set holds whitening statistics but its recipe does not whiten")
+        if self.whitening is not None:
+            size = int(np.prod(self.metadata["image_shape"]))
+            if self.whitening.size != size:
+                raise DistillError(f"the whitening statistics are for {self.whitening.size} "
+                                   f"values, the images have {size}")
+            if self.whitening.regularization != recipe.get("zca_regularization"):
+                raise DistillError(f"the whitening statistics have regularization "
+                                   f"{self.whitening.regularization}, the recipe says "
+                                   f"{recipe.get('zca_regularization')}")
 
     @property
     def num_train_steps(self) -> int:
@@ -98,12 +126,34 @@ class DistilledSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def normalized_images(self) -> np.ndarray:
-        """float32 images with the target's per-channel mean and std, as the
-        models of the run were fed."""
+    def preprocess(self, images) -> np.ndarray:
+        """uint8 images of the target's shape (the set's own, or the target's test
+        images) as the run's models were fed them: float32 with the target's per-channel
+        mean and std, then whitened when the recipe whitens."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or tuple(images.shape[1:]) != tuple(
+                self.metadata["image_shape"]):
+            raise DistillError(f"preprocess takes uint8 images of shape [N, "
+                               f"{', '.join(map(str, self.metadata['image_shape']))}], got "
+                               f"{images.dtype} {images.shape}")
         mean = np.asarray(self.metadata["mean"], np.float32)
         std = np.asarray(self.metadata["std"], np.float32)
-        return (np.asarray(self.images, np.float32) / 255.0 - mean) / std
+        normalized = (images.astype(np.float32) / 255.0 - mean) / std
+        return normalized if self.whitening is None else self.whitening(normalized)
+
+    def normalized_images(self) -> np.ndarray:
+        """The set's images as the models of the run were fed them (`preprocess`)."""
+        return self.preprocess(self.images)
+
+    def whitening_layer(self):
+        """The set's whitening as a fitted `ZCAWhitening` Keras layer (to put in front
+        of a model that takes normalised images), or None when the recipe has none."""
+        if self.whitening is None:
+            return None
+        from kerasdistill.layers.zca import ZCAWhitening
+        layer = ZCAWhitening(self.whitening.regularization)
+        layer.set_statistics(self.whitening, self.metadata["image_shape"])
+        return layer
 
     def as_dataset(self, batch_size: int, shuffle: bool = True, seed: int | None = None,
                    normalize: bool = True, repeat: bool = False,
@@ -210,6 +260,10 @@ def write_distilled_set(distilled: DistilledSet, path: str) -> str:
                             source_labels=np.asarray(distilled.source_labels, np.int64))
         with open(os.path.join(tmp, NPZ_FILE), "wb") as f:
             f.write(buffer.getvalue())
+        if distilled.whitening is not None:
+            with open(os.path.join(tmp, WHITENING_FILE), "wb") as f:
+                np.savez(f, mean=distilled.whitening.mean, matrix=distilled.whitening.matrix,
+                         regularization=distilled.whitening.regularization)
     return path
 
 
@@ -256,4 +310,24 @@ def load_distilled(path: str) -> DistilledSet:
                            f"{metadata['num_examples']}")
     return DistilledSet(images=arrays["image"], soft_labels=arrays["soft_label"],
                         source_indices=arrays["source_index"],
-                        source_labels=arrays["source_label"], metadata=metadata)
+                        source_labels=arrays["source_label"], metadata=metadata,
+                        whitening=_read_whitening(path, metadata))
+
+
+def _read_whitening(path: str, metadata: dict) -> ZCAStatistics | None:
+    """The set's ZCA statistics when its recipe whitens (None otherwise)."""
+    if metadata.get("recipe", {}).get("whitening", "none") != "zca":
+        return None
+    whitening_path = os.path.join(path, WHITENING_FILE)
+    if not os.path.exists(whitening_path):
+        raise DistillError(f"{path}: the recipe whitens its images (zca) but the folder has "
+                           f"no {WHITENING_FILE}; the set is incomplete")
+    try:
+        with np.load(whitening_path) as arrays:
+            return ZCAStatistics(arrays["mean"], arrays["matrix"],
+                                 float(arrays["regularization"]))
+    except DistillError:
+        raise
+    except Exception as error:  # numpy raises many types for damaged files
+        raise DistillError(f"cannot read {whitening_path}: {type(error).__name__}: "
+                           f"{str(error)[:200]}") from None

@@ -14,7 +14,8 @@ import numpy as np
 from kerasdistill import __version__
 from kerasdistill.data.loading import load_dataset
 from kerasdistill.data.registry import get_dataset_spec
-from kerasdistill.data.splits import adapt_images
+from kerasdistill.data.splits import adapt_images, split_target
+from kerasdistill.data.whitening import ZCAStatistics
 from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_analysis import analyse_labels
 from kerasdistill.export.distilled_set import DistilledSet, check_replaceable, write_distilled_set
@@ -64,11 +65,13 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
                                       if source.stored_transposed else "as_stored"),
         "num_train_steps": int(results["num_train_steps"]),
         "inner_batch_size": int(distill["inner_batch_size"]),
-        # The augmentation (issue 13's recipe; [] for the paper's) is part of how the
-        # labels were learned and selected, so experiments.train repeats it.
+        # The augmentation and the whitening (issue 13's recipes; [] and "none" for the
+        # paper's) are part of how the labels were learned and selected, so
+        # experiments.train repeats them.
         "recipe": {**recipe, "batch_size": int(distill["inner_batch_size"]),
                    "num_train_steps": int(results["num_train_steps"]),
-                   "augment": list(distill.get("augment", []))},
+                   "augment": list(distill.get("augment", [])),
+                   **_whitening_recipe(config)},
         "architecture": config["architecture"], "algorithm": config["algorithm"],
         "method": results["method"], "baseline": config.get("baseline", "none"),
         "seed": int(distill["seed"]), "num_base_examples": int(distill["num_base_examples"]),
@@ -85,14 +88,25 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
     }
 
 
+def _whitening_recipe(config: dict) -> dict:
+    if config.get("whitening", "none") == "none":
+        return {"whitening": "none"}
+    return {"whitening": config["whitening"],
+            "zca_regularization": float(config["zca_regularization"]),
+            "whitening_fitted_on": f"{config['target']}'s training split of seed "
+                                   f"{config['distill']['seed']} (never validation or test)"}
+
+
 def _tensorflow_version() -> str:
     import tensorflow as tf
     return tf.__version__
 
 
 def write_run_products(config: dict, results: dict, base_images: np.ndarray, recipe: dict,
-                       distilled_dir: str, plots_dir: str | None) -> RunProducts:
-    """Writes the distilled set (and, unless plots_dir is None, the pictures)."""
+                       distilled_dir: str, plots_dir: str | None,
+                       whitening: ZCAStatistics | None = None) -> RunProducts:
+    """Writes the distilled set (and, unless plots_dir is None, the pictures).
+    `whitening`: the run's fitted ZCA whitening, when its config whitens."""
     metadata = distilled_metadata(config, results, recipe)
     within = metadata["source"] == metadata["target"]
     source_labels = np.asarray(results["base_source_labels"], np.int64)
@@ -102,7 +116,8 @@ def write_run_products(config: dict, results: dict, base_images: np.ndarray, rec
         images=np.asarray(base_images, np.uint8),
         soft_labels=np.asarray(results["labels"], np.float32),
         source_indices=np.asarray(results["base_indices"], np.int64),
-        source_labels=source_labels, metadata={**metadata, "label_analysis": analysis})
+        source_labels=source_labels, metadata={**metadata, "label_analysis": analysis},
+        whitening=whitening)
     write_distilled_set(distilled, distilled_dir)
     plots = []
     if plots_dir:
@@ -167,4 +182,19 @@ def _export_held_run(model_dir: str, output_dir: str | None, data_dir: str | Non
     factory = ModelFactory(config["architecture"], target.image_shape, target.num_classes)
     recipe = build_solver(config["algorithm"], factory, outer_precision="float32").recipe()
     images = base_images_of(source.train_images, indices, target.image_shape)
-    return write_run_products(config, results, images, recipe, output_dir, plots_dir or None)
+    return write_run_products(config, results, images, recipe, output_dir, plots_dir or None,
+                              _refitted_whitening(config, data_dir, download))
+
+
+def _refitted_whitening(config: dict, data_dir: str | None, download: bool):
+    """The run's ZCA whitening fitted again, as the run fitted it: on its target's
+    training split (the same seed's split of the same data), or None."""
+    from kerasdistill.experiment import run_whitening
+    if config.get("whitening", "none") == "none":
+        return None
+    raw = load_dataset(config["target"], data_dir if data_dir is not None else
+                       config.get("data_dir"), download, _emnist_orientation(config),
+                       config.get("npz_orientation", "as_stored"))
+    return run_whitening(config, split_target(raw, config["distill"]["seed"],
+                                              config.get("num_validation"),
+                                              config.get("target_set_size")))

@@ -373,6 +373,12 @@ BEYOND_COLUMNS = (
     # in two of three seeds (0.296 -> 0.245, 0.297 -> 0.215): the same column, 6 epochs.
     ("ld_teacher_softmax_horizon200_e6", "teacher-init LD, softmax labels, whole-run "
      "horizon T = 200, 6 epochs", {**_HORIZON, "epochs": 6}),
+    # Issue 13's other evaluation recipe: ZCA whitening (data/whitening.py, KIP's
+    # strength 0.1) of every image, fitted on the training split; the teacher is trained
+    # on whitened images too.
+    ("teacher_zca", "teacher labels, ZCA", {"baseline": "teacher", "whitening": "zca"}),
+    ("ld_teacher_softmax_horizon200_zca", "teacher-init LD, softmax labels, whole-run "
+     "horizon T = 200, ZCA", {**_HORIZON, "whitening": "zca"}),
     # MNIST n = 10's best start is one-hot (clip labels: a softmax cannot leave exact 0s).
     ("ld_one_hot_horizon200", "one-hot-init LD, whole-run horizon T = 200",
      {**_HORIZON, "label_init": "one_hot", "label_parameterization": "clip"}),
@@ -429,7 +435,9 @@ def _beyond(budget: str) -> ExperimentPlan:
         "models': each validation point and the start scored by the mean of five fresh "
         "models instead of one. 'whole-run horizon T = 200': each meta step trains a fresh "
         "model from scratch for 200 steps as test models train and takes the outer loss at "
-        "its end (LeNet rows only). Not in the table yet: ZCA whitening.", tuple(runs))
+        "its end (LeNet rows only). '6 epochs': that column run three times as long. 'ZCA': every "
+        "image ZCA-whitened (strength 0.1), fitted on the training split, at distillation and "
+        "in every evaluation, the teacher trained on whitened images too.", tuple(runs))
 
 
 EXPERIMENTS = {

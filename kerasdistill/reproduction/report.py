@@ -217,11 +217,15 @@ def _fixed_labelling_verdicts(rows, cells) -> list[str]:
 
 
 # Beyond-plan recipes: a column's title names its recipe after ", " (none: the paper's).
-_BEYOND_RECIPES = {"": "teacher labels", "crop": "teacher labels, crop"}
+_BEYOND_RECIPES = {"": "teacher labels", "crop": "teacher labels, crop",
+                   "ZCA": "teacher labels, ZCA"}
 
 
 def _recipe_of(column: str) -> str:
-    return "crop" if column.endswith(", crop") or ", crop," in column else ""
+    """The evaluation recipe a column's title names as one of its comma-separated
+    parts ("" for the paper's)."""
+    parts = [part.strip() for part in column.split(",")]
+    return next((recipe for recipe in _BEYOND_RECIPES if recipe and recipe in parts), "")
 
 
 def beyond_verdicts(rows, columns, summaries: dict) -> list[str]:
