@@ -161,3 +161,16 @@ def test_pool_identity():
     assert "learner_pool" not in run_identity(config)
     pooled = dataclasses.asdict(tiny_config(None, validation_steps="search", learner_pool=4))
     assert run_identity(pooled)["learner_pool"] == 4
+
+
+@pytest.mark.parametrize("wrapped", ["pool", "horizon"])
+def test_the_library_call_refuses_a_pool_or_horizon_without_searched_validation(wrapped):
+    """Not only the config and the CLI: `distill_labels` itself, before any work."""
+    target, base_images, config = tiny_loop_problem(epochs=1, validation_every_epochs=1)
+    settings = ({"learner_pool": 2} if wrapped == "pool" else
+                {"horizon_steps": 3, "hypergradient": "reverse"})
+    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
+                          outer_precision="float32", **settings)
+    reason = "outlive the interval" if wrapped == "pool" else "keeps no online learner"
+    with pytest.raises(DistillError, match=f"needs validation_checkpoints .*{reason}"):
+        distill_labels(solver, config, base_images, target, verbose=False)

@@ -72,6 +72,9 @@ class WholeRunSolver(WrappedSolver):
         state = init_meta_state(solver, teacher_labels, seed=1234)  # a bank of 16 starts
     """
 
+    needs_searched_validation = ("it keeps no online learner, so there are no resets to "
+                                 "learn a step count from")
+
     def __init__(self, solver: UnrolledSGDSolver, horizon_steps: int,
                  initializations: int = DEFAULT_INITIALIZATIONS):
         check_horizon_steps(horizon_steps)

@@ -53,6 +53,9 @@ class LearnerPool(WrappedSolver):
         state = init_meta_state(solver, labels, seed=0)   # 4 fresh LeNets
     """
 
+    needs_searched_validation = ("a pool's members outlive the interval between resets, so "
+                                 "that interval is not a training run's step count")
+
     def __init__(self, solver: InnerSolver, size: int):
         if isinstance(size, bool) or not isinstance(size, int) or size < 2:
             raise DistillError(f"a learner pool needs at least 2 learners, got {size!r} "

@@ -257,6 +257,9 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
             list(validation_checkpoints) != sorted(set(validation_checkpoints))):
         raise DistillError(f"validation_checkpoints must be positive, increasing step counts, "
                            f"got {validation_checkpoints}")
+    if solver.needs_searched_validation and validation_checkpoints is None:
+        raise DistillError(f"the {type(solver).__name__} solver needs validation_checkpoints "
+                           f"(searched step counts): {solver.needs_searched_validation}")
     run = _LabelDistillation(solver, config, base_images, target, verbose,
                              checkpointing=bool(checkpoint_dir),
                              validation_checkpoints=validation_checkpoints)

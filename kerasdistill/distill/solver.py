@@ -37,6 +37,10 @@ class InnerSolver(abc.ABC):
     # Learners whose hypergradients each meta step averages: 1, or P for a pool
     # (learner_pool.py).
     learners_per_step: int = 1
+    # Why the learner's steps since its last reset are no training run's step count, for
+    # a solver whose labels must be validated at their own searched step count; None
+    # for the paper's single learner, whose resets make that interval a step count.
+    needs_searched_validation: str | None = None
 
     @abc.abstractmethod
     def init_learner(self, seed: int) -> Any:
