@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import platform
+import resource
 import time
 
 from absl import app, flags
@@ -43,6 +44,10 @@ flags.DEFINE_enum("outer_precision", DEFAULT_OUTER_PRECISION, list(OUTER_PRECISI
                   "(auto: the library's choice for this machine).")
 flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch.")
 flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"], "Hypergradient mode.")
+flags.DEFINE_integer("horizon_steps", 0, "T > 0: time the whole-run horizon's meta step "
+                     "(T training steps of a fresh model, reverse mode; needs "
+                     "--hypergradient=reverse) instead of the one-step look-ahead; no "
+                     "comparison table. The JSON then records the process's peak memory.")
 flags.DEFINE_integer("outer_batch_size", 1024, "Outer (target) batch size.")
 flags.DEFINE_integer("inner_batch_size", 50, "Inner batch size.")
 flags.DEFINE_integer("num_base_examples", 100, "Base examples.")
@@ -76,19 +81,30 @@ def main(argv):
     unknown = set(FLAGS.measure) - {"step", "loop", "evaluation"}
     if unknown:
         raise app.UsageError(f"--measure takes step, loop, evaluation; got {sorted(unknown)}")
+    horizon = FLAGS.horizon_steps
+    if horizon and (FLAGS.hypergradient != "reverse" or FLAGS.algorithm != "second_order"):
+        raise app.UsageError("--horizon_steps needs --hypergradient=reverse and "
+                             "--algorithm=second_order")
+    if horizon and set(FLAGS.measure) != {"step"}:
+        raise app.UsageError("--horizon_steps times the meta step only (--measure=step)")
     shape = (28, 28, 1) if FLAGS.architecture == "lenet" else (32, 32, 3)
     rng = np.random.default_rng(0)
     base_images = tf.constant(rng.normal(size=(FLAGS.num_base_examples, *shape)), tf.float32)
     outer_images = tf.constant(rng.normal(size=(FLAGS.outer_batch_size, *shape)), tf.float32)
     outer_labels = tf.constant(rng.integers(0, 10, FLAGS.outer_batch_size), tf.int32)
-    inner_indices = tf.constant(
-        rng.permutation(FLAGS.num_base_examples)[:FLAGS.inner_batch_size], tf.int32)
+    # One inner batch; T of them (one per training step) for the horizon.
+    inner_indices = tf.constant(np.stack([
+        rng.permutation(FLAGS.num_base_examples)[:FLAGS.inner_batch_size]
+        for _ in range(max(1, horizon))]), tf.int32)
+    if not horizon:
+        inner_indices = inner_indices[0]
     factory = ModelFactory(FLAGS.architecture, shape, 10)
 
     def keras_runner(jit_compile, outer_precision, outer_splits, hypergradient,
                      algorithm="second_order"):
         solver = build_solver(algorithm, factory, outer_splits=outer_splits,
-                              outer_precision=outer_precision, hypergradient=hypergradient)
+                              outer_precision=outer_precision, hypergradient=hypergradient,
+                              horizon_steps=horizon)
         step = make_meta_step(solver, jit_compile=jit_compile)
         state = init_meta_state(solver, uniform_labels(FLAGS.num_base_examples, 10), seed=0)
 
@@ -114,10 +130,10 @@ def main(argv):
     asked = (f"{FLAGS.algorithm} (asked)", keras_runner(
         FLAGS.jit_compile, FLAGS.outer_precision, FLAGS.outer_splits, FLAGS.hypergradient,
         FLAGS.algorithm))
-    has_plain = FLAGS.architecture == "lenet"
+    has_plain = FLAGS.architecture == "lenet" and not horizon
     configs = [asked] + ([("plain TF graph (reference)", plain_runner(False))] if has_plain
                          else [])
-    if FLAGS.compare:
+    if FLAGS.compare and not horizon:
         for algorithm in ("second_order", "ridge_regression"):
             configs += [
                 (f"{algorithm}, float32, 1 shard",
@@ -149,7 +165,8 @@ def main(argv):
     medians = {name: float(np.median(times)) for name, times in timings.items()}
     plain = medians.get("plain TF graph (reference)", medians[asked[0]])
     baseline_name = "plain" if has_plain else "asked"
-    print(f"\nMeta step, {FLAGS.architecture} {shape}, outer batch {FLAGS.outer_batch_size}, inner batch "
+    print(f"\nMeta step{f' (whole-run horizon T = {horizon})' if horizon else ''}, "
+          f"{FLAGS.architecture} {shape}, outer batch {FLAGS.outer_batch_size}, inner batch "
           f"{FLAGS.inner_batch_size}, {len(timings[asked[0]])} timed steps each "
           f"(TensorFlow {tf.__version__}, {platform.processor() or platform.machine()})")
     print(f"{'configuration':45s} {'precision':>20s} {'ms/step':>9s} {'vs ' + baseline_name:>9s}")
@@ -171,10 +188,14 @@ def main(argv):
                               "outer_precision_requested": FLAGS.outer_precision,
                               "outer_splits": FLAGS.outer_splits,
                               "hypergradient": FLAGS.hypergradient,
+                              "horizon_steps": horizon,
                               "outer_batch_size": FLAGS.outer_batch_size,
                               "inner_batch_size": FLAGS.inner_batch_size},
             "all_configurations_ms": medians,
             "timed_steps": len(timings[asked[0]]),
+            # The whole process's peak resident memory (Linux reports KiB): the horizon
+            # keeps T steps' activations for the reverse pass.
+            "peak_memory_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "machine": machine_description(),
             "tensorflow_version": tf.__version__,
             "command_flags": {name: FLAGS[name].value for name in (

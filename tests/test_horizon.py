@@ -296,3 +296,24 @@ def test_label_learning_rate_flag_refuses_a_bad_rate_with_one_error(tmp_path):
                      "--label_learning_rate=0", f"--data_dir={tmp_path}")
     assert_one_error(result, "label_learning_rate must be positive")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_benchmark_times_the_horizon_step_and_refuses_what_it_cannot(tmp_path):
+    """The figures come from a benchmark script, not a test: this checks only that its
+    horizon mode runs the whole-run solver and records what BENCHMARKS.md quotes."""
+    import json
+    out = tmp_path / "bench.json"
+    result = run_cli("experiments.benchmark", "--horizon_steps=2", "--hypergradient=reverse",
+                     "--steps=20", "--rounds=1", "--outer_batch_size=32",
+                     f"--output_json={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "whole-run horizon T = 2" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["configuration"]["horizon_steps"] == 2
+    assert figures["timed_steps"] == 20 and figures["ms_per_step_median"] > 0
+    assert figures["peak_memory_gib"] > 0 and figures["plain_reference_ms_per_step_median"] is None
+    for flags, message in ((["--horizon_steps=2"], "needs --hypergradient=reverse"),
+                           (["--horizon_steps=2", "--hypergradient=reverse", "--measure=loop"],
+                            "times the meta step only")):
+        refused = run_cli("experiments.benchmark", *flags)
+        assert refused.returncode != 0 and message in refused.stderr
