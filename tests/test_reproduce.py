@@ -348,3 +348,21 @@ def test_beyond_verdicts_name_the_winner_and_compare_within_a_recipe():
     assert ("best learned labels with ZCA (teacher-init LD, horizon, ZCA) beats teacher "
             "labels, ZCA beyond the spread: +3.00 points, spread 1.50") in line
     assert "best learned labels (" not in line  # no LD column of the paper's recipe
+
+
+def test_a_fault_in_a_run_is_recorded_by_its_cause_with_the_traceback_in_the_log(
+        tmp_path, monkeypatch, capsys):
+    """A tf.function's TypeError starts "in user code:"; the status keeps the cause."""
+    from kerasdistill.reproduction import runner
+
+    def fail(config, model_dir, verbose=True):
+        raise TypeError("in user code:\n\n    File \"x.py\", line 3, in step\n\n"
+                        "    TypeError: unsupported operand type(s) for +: 'int' and 'str'\n")
+
+    monkeypatch.setattr(runner, "run_experiment", fail)
+    statuses = run_plan(experiment_plan("within_mnist", "smoke"), str(tmp_path), None,
+                        only="*/n10_ld", verbose=False)
+    reason = "TypeError: TypeError: unsupported operand type(s) for +: 'int' and 'str'"
+    assert list(statuses.values()) == [f"failed: {reason}"]
+    assert list(json.loads((tmp_path / runner.STATUS_FILE).read_text()).values()) == [reason]
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import fnmatch
 import os
 import sys
 import time
+import traceback
 
 from kerasdistill.errors import DistillError
 from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
@@ -86,6 +87,13 @@ def _record_status(status_path: str, folder: str, reason: str | None):
         write_json_atomic(status_path, recorded)
 
 
+def _unexpected(error: Exception) -> str:
+    """One line for an error that is not a DistillError: its type and its message's last
+    line (a tf.function's error starts "in user code:" and ends with the cause)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
+
+
 def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
              only: str | None = None, verbose: bool = True) -> dict[str, str]:
     """Runs every unfinished folder of `plan`; returns {folder: status} with status
@@ -107,10 +115,13 @@ def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
             run_experiment(config, model_dir, verbose=verbose)
         except Exception as error:  # noqa: BLE001 - one run's failure (bad input, out of
             # memory, a TensorFlow error) is recorded and the other runs go on
-            reason = str(error) if isinstance(error, DistillError) else (
-                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            reason = str(error) if isinstance(error, DistillError) else _unexpected(error)
             statuses[folder] = f"failed: {reason}"
             _record_status(status_path, folder, reason)
+            if not isinstance(error, DistillError):
+                # Not bad input but a fault: the whole traceback, verbose or not, so a
+                # background plan's log says where it happened.
+                traceback.print_exc(file=sys.stderr)
             if verbose:
                 print(f"  not run: {reason}", file=sys.stderr)
         else:
