@@ -82,6 +82,23 @@ def test_inner_batch_draws_of_an_unroll():
     assert not np.array_equal(other_step[1], three[1])
 
 
+
+@pytest.mark.parametrize("num_batches", [2, 3, 200])
+def test_the_k_draws_made_at_once_are_the_k_separate_draws(num_batches):
+    """Vectorised for the horizon's T = 200 batches; the numbers must stay those of K
+    separate draws (batch k from seed folded with k), or resumed runs of earlier
+    versions would see other batches. Plain and under XLA."""
+    from kerasdistill.data.pipeline import fold_in
+    seed = tf.constant([1234, 77], tf.int32)
+    separate = np.stack([random_subset(100, 50, seed if k == 0 else fold_in(seed, k)).numpy()
+                         for k in range(num_batches)])
+    np.testing.assert_array_equal(inner_batch_indices(100, 50, num_batches, seed).numpy(),
+                                  separate)
+    compiled = tf.function(lambda s: inner_batch_indices(100, 50, num_batches, s),
+                           jit_compile=True)
+    np.testing.assert_array_equal(compiled(seed).numpy(), separate)
+
+
 def test_meta_step_sums_the_gradients_of_an_example_in_several_batches():
     factory = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
     solver = UnrolledSGDSolver(factory, inner_learning_rate=0.5, hypergradient="reverse",
