@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import platform
 import resource
+import sys
 import time
 
 from absl import app, flags
@@ -82,6 +83,8 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--measure takes step, loop, evaluation; got {sorted(unknown)}")
     horizon = FLAGS.horizon_steps
+    if horizon < 0:
+        raise app.UsageError(f"--horizon_steps must be 0 or positive, got {horizon}")
     if horizon and (FLAGS.hypergradient != "reverse" or FLAGS.algorithm != "second_order"):
         raise app.UsageError("--horizon_steps needs --hypergradient=reverse and "
                              "--algorithm=second_order")
@@ -193,9 +196,10 @@ def main(argv):
                               "inner_batch_size": FLAGS.inner_batch_size},
             "all_configurations_ms": medians,
             "timed_steps": len(timings[asked[0]]),
-            # The whole process's peak resident memory (Linux reports KiB): the horizon
-            # keeps T steps' activations for the reverse pass.
-            "peak_memory_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            # The whole process's peak resident memory: the horizon keeps T steps'
+            # activations for the reverse pass. Linux reports KiB, macOS bytes.
+            "peak_memory_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
+                2 ** 30 if sys.platform == "darwin" else 2 ** 20),
             "machine": machine_description(),
             "tensorflow_version": tf.__version__,
             "command_flags": {name: FLAGS[name].value for name in (

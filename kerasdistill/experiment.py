@@ -319,6 +319,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
             "run_identity": identity, "epochs": config.distill.epochs,
             "wall_times": times,
         })
+        if inputs.whitening is not None:
+            results["whitening"] = inputs.whitening.fingerprint()
         products = write_run_products(
             config_record, results, inputs.base_images_uint8, solver.recipe(),
             os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR),

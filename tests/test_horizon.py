@@ -314,6 +314,7 @@ def test_the_benchmark_times_the_horizon_step_and_refuses_what_it_cannot(tmp_pat
     assert figures["peak_memory_gib"] > 0 and figures["plain_reference_ms_per_step_median"] is None
     for flags, message in ((["--horizon_steps=2"], "needs --hypergradient=reverse"),
                            (["--horizon_steps=2", "--hypergradient=reverse", "--measure=loop"],
-                            "times the meta step only")):
+                            "times the meta step only"),
+                           (["--horizon_steps=-1"], "must be 0 or positive")):
         refused = run_cli("experiments.benchmark", *flags)
         assert refused.returncode != 0 and message in refused.stderr

@@ -366,3 +366,8 @@ def test_a_fault_in_a_run_is_recorded_by_its_cause_with_the_traceback_in_the_log
     assert list(statuses.values()) == [f"failed: {reason}"]
     assert list(json.loads((tmp_path / runner.STATUS_FILE).read_text()).values()) == [reason]
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+    # A runtime error puts its cause first, then the node and op names.
+    from kerasdistill.reproduction.runner import _unexpected
+    runtime = ValueError("{{function_node __inference_f_12}} Incompatible shapes: [2] vs. [3]"
+                         "\n\t [[{{node add}}]] [Op:__inference_f_12]\nHint: see the log")
+    assert _unexpected(runtime) == "ValueError: Incompatible shapes: [2] vs. [3]"

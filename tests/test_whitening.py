@@ -111,7 +111,7 @@ def test_the_layer_equals_the_statistics_and_survives_saving(tmp_path):
     np.testing.assert_allclose(layer(images[:5]).numpy(), ZCAStatistics.fit(images)(images[:5]),
                                rtol=1e-5, atol=1e-5)
     assert layer.get_config()["regularization"] == 0.1
-    assert not layer.trainable_weights and len(layer.non_trainable_weights) == 2
+    assert not layer.trainable_weights and len(layer.non_trainable_weights) == 3
     model = keras.Sequential([keras.Input((4, 4, 1)), layer, keras.layers.Flatten(),
                               keras.layers.Dense(3)])
     path = str(tmp_path / "model.keras")
@@ -121,12 +121,31 @@ def test_the_layer_equals_the_statistics_and_survives_saving(tmp_path):
     assert isinstance(loaded.layers[0], ZCAWhitening)
 
 
-def test_an_unfitted_layer_refuses_to_pass_images_through():
+def test_an_unfitted_layer_refuses_to_pass_images_through(tmp_path):
+    images = correlated_images(count=10)
     with pytest.raises(DistillError, match="has not been fitted"):
-        ZCAWhitening()(correlated_images(count=3))
+        ZCAWhitening()(images)
     layer = ZCAWhitening()
     with pytest.raises(DistillError, match="do not fit"):
-        layer.set_statistics(ZCAStatistics.fit(correlated_images(count=10)), (5, 5, 1))
+        layer.set_statistics(ZCAStatistics.fit(images), (5, 5, 1))
+    # Saved before it was fitted, it loads as unfitted, not as an identity whitening.
+    model = keras.Sequential([keras.Input((4, 4, 1)), ZCAWhitening()])
+    model.save(str(tmp_path / "unfitted.keras"))
+    with pytest.raises(DistillError, match="has not been fitted"):
+        keras.models.load_model(str(tmp_path / "unfitted.keras"))(images)
+    # Weights set by hand (set_weights, legacy weight files) carry the fitted flag.
+    fitted = ZCAWhitening(regularization=0.5)
+    fitted.adapt(images)
+    copy = ZCAWhitening(regularization=0.5)
+    copy.build((None, 4, 4, 1))
+    copy.set_weights(fitted.get_weights())
+    np.testing.assert_allclose(copy(images).numpy(), fitted(images).numpy())
+    # The strength reported is the statistics' it was given.
+    other = ZCAWhitening()
+    other.set_statistics(ZCAStatistics.fit(images, 0.5), (4, 4, 1))
+    assert other.get_config()["regularization"] == 0.5
+    with pytest.raises(DistillError, match="known shape"):
+        ZCAWhitening().build((None, None, None, 1))
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +199,16 @@ def test_a_whitened_set_carries_its_whitening(whitened_runs, tmp_path):
         shutil.copy(os.path.join(model_dir, name), old / name)
     rebuilt = export_run(str(old), data_dir=data_dir, plots_dir="").distilled
     np.testing.assert_array_equal(rebuilt.whitening.matrix, distilled.whitening.matrix)
+    assert results["whitening"] == distilled.whitening.fingerprint()
+    # Other data give another whitening: refused, not exported with the wrong one.
+    other_data = tmp_path / "other_data"
+    other_data.mkdir()
+    arrays = dict(np.load(os.path.join(data_dir, "mnist.npz")))
+    arrays["x_train"] = arrays["x_train"] // 2  # the same classes, other images
+    np.savez(str(other_data / "mnist.npz"), **arrays)
+    with pytest.raises(DistillError, match="whitening fitted now differs from the run's"):
+        export_run(str(old), output_dir=str(tmp_path / "other_set"), data_dir=str(other_data),
+                   plots_dir="")
 
 
 def test_experiments_train_whitens_the_test_images_as_the_set_says(whitened_runs, tmp_path):

@@ -95,6 +95,26 @@ class ZCAStatistics:
     def size(self) -> int:
         return len(self.mean)
 
+    def fingerprint(self) -> dict:
+        """A few numbers that name this whitening in a run's results.json, so that one
+        fitted again (an export) can be checked against the run's own."""
+        return {"regularization": self.regularization,
+                "mean_norm": float(np.linalg.norm(self.mean.astype(np.float64))),
+                "matrix_trace": float(np.trace(self.matrix.astype(np.float64))),
+                "matrix_norm": float(np.linalg.norm(self.matrix.astype(np.float64)))}
+
+    def check_fingerprint(self, recorded: dict, where: str):
+        """DistillError unless this whitening's fingerprint is `recorded` to within float32
+        rounding (an eigendecomposition on another BLAS differs in its last bits)."""
+        mine = self.fingerprint()
+        differing = [key for key, value in recorded.items()
+                     if not np.isclose(mine.get(key, np.nan), value, rtol=1e-4, atol=0)]
+        if differing:
+            details = ", ".join(f"{key} {mine.get(key)} against {recorded[key]}"
+                                for key in differing)
+            raise DistillError(f"{where}: the whitening fitted now differs from the run's "
+                               f"({details}); point --data_dir at the data the run used")
+
     def __call__(self, images) -> np.ndarray:
         """`images` (N x ...) whitened, float32, the same shape; a chunk at a time (a
         split's images times a d x d matrix would otherwise double its memory)."""

@@ -183,18 +183,24 @@ def _export_held_run(model_dir: str, output_dir: str | None, data_dir: str | Non
     recipe = build_solver(config["algorithm"], factory, outer_precision="float32").recipe()
     images = base_images_of(source.train_images, indices, target.image_shape)
     return write_run_products(config, results, images, recipe, output_dir, plots_dir or None,
-                              _refitted_whitening(config, data_dir, download))
+                              _refitted_whitening(config, results, data_dir, download))
 
 
-def _refitted_whitening(config: dict, data_dir: str | None, download: bool):
+def _refitted_whitening(config: dict, results: dict, data_dir: str | None, download: bool):
     """The run's ZCA whitening fitted again, as the run fitted it: on its target's
-    training split (the same seed's split of the same data), or None."""
+    training split (the same seed's split of the same data), checked against the
+    fingerprint in its results.json; None for a run without whitening."""
     from kerasdistill.experiment import run_whitening
     if config.get("whitening", "none") == "none":
         return None
+    if "whitening" not in results:
+        raise DistillError("the run whitened its images but its results.json lacks the "
+                           "whitening's fingerprint: it cannot be checked when fitted again")
     raw = load_dataset(config["target"], data_dir if data_dir is not None else
                        config.get("data_dir"), download, _emnist_orientation(config),
                        config.get("npz_orientation", "as_stored"))
-    return run_whitening(config, split_target(raw, config["distill"]["seed"],
-                                              config.get("num_validation"),
-                                              config.get("target_set_size")))
+    whitening = run_whitening(config, split_target(raw, config["distill"]["seed"],
+                                                   config.get("num_validation"),
+                                                   config.get("target_set_size")))
+    whitening.check_fingerprint(results["whitening"], f"{config['target']} ({raw.origin})")
+    return whitening

@@ -40,11 +40,18 @@ class ZCAWhitening(keras.layers.Layer):
         self._fitted = False
 
     def build(self, input_shape):
+        if any(dim is None for dim in input_shape[1:]):
+            raise DistillError(f"ZCAWhitening needs images of a known shape, got "
+                               f"{tuple(input_shape)}")
         size = int(np.prod(input_shape[1:]))
         self.mean = self.add_weight(name="mean", shape=(size,), initializer="zeros",
                                     trainable=False)
         self.whitening_matrix = self.add_weight(name="whitening_matrix", shape=(size, size),
                                                 initializer="identity", trainable=False)
+        # 1 once fitted, saved with the other weights: a layer saved before it was fitted
+        # loads as unfitted, not as an identity whitening that passes images through.
+        self.fitted = self.add_weight(name="fitted", shape=(), initializer="zeros",
+                                      trainable=False)
 
     def adapt(self, images):
         """Fits the mean and W on `images` (N x H x W x C)."""
@@ -60,11 +67,19 @@ class ZCAWhitening(keras.layers.Layer):
                                f"layer's {int(self.mean.shape[0])}")
         self.mean.assign(statistics.mean)
         self.whitening_matrix.assign(statistics.matrix)
+        self.fitted.assign(1.0)
+        self.regularization = statistics.regularization
         self._fitted = True
 
+    # Every way weights arrive (a .keras file, set_weights, a legacy weights file) sets
+    # the variables; whether the layer may run follows the loaded `fitted` flag.
     def load_own_variables(self, store):
         super().load_own_variables(store)
-        self._fitted = True
+        self._fitted = bool(self.fitted.numpy())
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._fitted = bool(self.fitted.numpy())
 
     def call(self, inputs):
         if not self._fitted:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+import re
 import sys
 import time
 import traceback
@@ -89,9 +90,13 @@ def _record_status(status_path: str, folder: str, reason: str | None):
 
 def _unexpected(error: Exception) -> str:
     """One line for an error that is not a DistillError: its type and its message's last
-    line (a tf.function's error starts "in user code:" and ends with the cause)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
+    line that says a cause (a tf.function's error starts "in user code:" and ends with
+    the cause; a runtime error puts the cause first and node names after it)."""
+    lines = [re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line).strip()
+             for line in str(error).splitlines()]
+    # A runtime error (out of memory, shapes) ends with the node and op names and a hint.
+    causes = [line for line in lines if line and not line.startswith(("[[", "[Op:", "Hint:"))]
+    return f"{type(error).__name__}: {causes[-1] if causes else ''}"
 
 
 def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
