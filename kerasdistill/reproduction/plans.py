@@ -362,9 +362,9 @@ BEYOND_COLUMNS = (
                                           "validation_models": 5}),
     # The outer loss at the end of a whole training run (horizon.py): each meta step
     # trains a fresh model for T = 200 steps as test models train and differentiates
-    # through all of them. A meta step costs ~2.4 s for LeNet on 2 cores (25-60 of the
-    # paper's), so these columns take 2 epochs (98 meta steps) with a validation point
-    # each epoch, and a label learning rate of 0.01 (softmax logits).
+    # through all of them. A meta step costs ~3.1 s for LeNet on 2 cores (64 of the
+    # paper's, BENCHMARKS.md), so these columns take 2 epochs (98 meta steps) with a
+    # validation point each epoch, and a label learning rate of 0.01 (softmax logits).
     ("ld_teacher_softmax_horizon200", "teacher-init LD, softmax labels, whole-run "
      "horizon T = 200", _HORIZON),
     ("ld_teacher_softmax_horizon200_crop", "teacher-init LD, softmax labels, whole-run "
