@@ -96,3 +96,14 @@ def make_finished_runs(root, variants: dict, **config_kwargs):
         config = tiny_config(data_dir, **config_kwargs, **changes)
         runs[name] = (model_dir, run_experiment(config, model_dir, verbose=False))
     return data_dir, runs
+
+
+def assert_refused_before_any_work(tmp_path, message: str, **changes):
+    """`tiny_config` with `changes` is refused by `run_experiment` with `message`, before
+    any data is read or any file written."""
+    from kerasdistill.errors import DistillError
+    from kerasdistill.experiment import run_experiment
+    config = tiny_config(str(tmp_path / "no_data_here"), **changes)
+    with pytest.raises(DistillError, match=message):
+        run_experiment(config, str(tmp_path / "run"), verbose=False)
+    assert not (tmp_path / "run").exists()

@@ -18,7 +18,7 @@ from kerasdistill.errors import DistillError
 from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
-from tests.conftest import tiny_config
+from tests.conftest import assert_refused_before_any_work, tiny_config
 from tests.test_hypergradient import hypergradient_and_finite_differences
 from tests.test_meta_loop import _tiny_target
 
@@ -306,10 +306,7 @@ def test_identity_of_the_new_settings():
      "cannot move"),
 ])
 def test_bad_beyond_settings_are_refused_before_any_work(tmp_path, changes, message):
-    config = tiny_config(str(tmp_path / "no_data_here"), **changes)
-    with pytest.raises(DistillError, match=message):
-        run_experiment(config, str(tmp_path / "run"), verbose=False)
-    assert not (tmp_path / "run").exists()
+    assert_refused_before_any_work(tmp_path, message, **changes)
 
 
 def test_unknown_label_parameterization_is_refused():

@@ -16,10 +16,10 @@ from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
-from tests.conftest import assert_one_error, run_cli, tiny_config
+from tests.conftest import (assert_one_error, assert_refused_before_any_work, run_cli,
+                            tiny_config)
 from tests.test_hypergradient import hypergradient_and_finite_differences
 from tests.test_meta_loop import _step_at_a_time, interrupted_and_resumed, tiny_loop_problem
 
@@ -260,10 +260,7 @@ _HORIZON = {"horizon_steps": 5, "hypergradient": "reverse", "validation_steps": 
     ({**_HORIZON, "learner_pool": 2}, "drop --unroll_steps and --learner_pool"),
 ])
 def test_bad_whole_run_settings_are_refused_before_any_work(tmp_path, changes, message):
-    config = tiny_config(str(tmp_path / "no_data_here"), **changes)
-    with pytest.raises(DistillError, match=message):
-        run_experiment(config, str(tmp_path / "run"), verbose=False)
-    assert not (tmp_path / "run").exists()
+    assert_refused_before_any_work(tmp_path, message, **changes)
 
 
 def test_a_baseline_with_a_horizon_is_refused(tmp_path):

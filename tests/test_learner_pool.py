@@ -14,10 +14,9 @@ from kerasdistill.distill.meta_step import (init_meta_state, make_meta_step,
 from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
 from kerasdistill.run_identity import run_identity
-from tests.conftest import tiny_config
+from tests.conftest import assert_refused_before_any_work, tiny_config
 from tests.test_meta_loop import _step_at_a_time, interrupted_and_resumed, tiny_loop_problem
 
 
@@ -147,10 +146,7 @@ def test_a_pool_of_pools_is_refused():
     ({"learner_pool": 2, "baseline": "teacher"}, "learns nothing"),
 ])
 def test_bad_pool_settings_are_refused_before_any_work(tmp_path, changes, message):
-    config = tiny_config(str(tmp_path / "no_data_here"), **changes)
-    with pytest.raises(DistillError, match=message):
-        run_experiment(config, str(tmp_path / "run"), verbose=False)
-    assert not (tmp_path / "run").exists()
+    assert_refused_before_any_work(tmp_path, message, **changes)
 
 
 def test_pool_identity():

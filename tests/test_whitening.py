@@ -15,13 +15,13 @@ from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import normalize_images, split_target
 from kerasdistill.data.whitening import ZCAStatistics
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import load_inputs, run_experiment
+from kerasdistill.experiment import load_inputs
 from kerasdistill.export.distilled_set import WHITENING_FILE, DistilledSet, load_distilled
 from kerasdistill.export.run_export import export_run
 from kerasdistill.layers import ZCAWhitening
 from kerasdistill.run_identity import run_identity
-from tests.conftest import (assert_one_error, make_finished_runs, run_cli, tiny_config,
-                            write_fake_npz)
+from tests.conftest import (assert_one_error, assert_refused_before_any_work, make_finished_runs,
+                            run_cli, tiny_config, write_fake_npz)
 
 
 def correlated_images(count=2000, side=4, seed=0):
@@ -278,10 +278,7 @@ def test_whitening_is_part_of_a_runs_identity():
     ({"zca_regularization": 0.5}, "needs --whitening=zca"),
 ])
 def test_bad_whitening_settings_are_refused_before_any_work(tmp_path, changes, message):
-    config = tiny_config(str(tmp_path / "no_data_here"), **changes)
-    with pytest.raises(DistillError, match=message):
-        run_experiment(config, str(tmp_path / "run"), verbose=False)
-    assert not (tmp_path / "run").exists()
+    assert_refused_before_any_work(tmp_path, message, **changes)
 
 
 def test_whitening_cli_refuses_with_one_error(tmp_path):
