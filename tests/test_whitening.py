@@ -228,12 +228,16 @@ def test_experiments_train_whitens_the_test_images_as_the_set_says(whitened_runs
     test_images, test_labels = raw["x_test"][..., None], raw["y_test"]
 
     def accuracy(images):
-        return train_on_distilled(distilled, settings, images, test_labels)["test_accuracies"]
+        return train_on_distilled(distilled, settings, images, test_labels)["test_accuracy_mean"]
 
-    # The same models on the same whitened test images; unwhitened ones score otherwise.
-    assert trained["test_accuracies"] == accuracy(distilled.preprocess(test_images))
-    unwhitened = normalize_images(test_images, get_dataset_spec("mnist"))
-    assert trained["test_accuracies"] != accuracy(unwhitened)
+    # The same models on whitened test images score as the command's did (to a few of the
+    # 200 test images: oneDNN's threaded sums differ between processes on a busy machine,
+    # measured 0.40 against 0.38 once); on unwhitened ones they score far otherwise
+    # (measured ~0.43 whitened against ~0.66 unwhitened).
+    whitened = accuracy(distilled.preprocess(test_images))
+    unwhitened = accuracy(normalize_images(test_images, get_dataset_spec("mnist")))
+    assert abs(trained["test_accuracy_mean"] - whitened) <= 0.03
+    assert abs(trained["test_accuracy_mean"] - unwhitened) > 0.1
 
 
 def test_a_set_without_its_whitening_is_refused(whitened_runs, tmp_path):
