@@ -38,7 +38,8 @@ from kerasdistill.evaluation.label_baselines import (TeacherBudget, class_mappin
                                                      uniform_labels)
 from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
                                               step_offset_transfer, summary)
-from kerasdistill.distill.horizon import check_horizon_steps
+from kerasdistill.distill.horizon import WholeRunSolver, check_horizon_steps
+from kerasdistill.distill.learner_pool import LearnerPool
 from kerasdistill.distill.second_order import HYPERGRADIENT_MODES, check_unroll_steps
 from kerasdistill.export.distilled_set import check_replaceable
 from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
@@ -185,9 +186,8 @@ class ExperimentConfig:
                                f"(--baseline={self.baseline}) learns nothing")
         if self.learner_pool > 1 and self.validation_steps != "search":
             raise DistillError(f"--learner_pool={self.learner_pool} needs "
-                               f"--validation_steps=search: a pool's members outlive the "
-                               f"interval between resets, so that interval is not a training "
-                               f"run's step count")
+                               f"--validation_steps=search: "
+                               f"{LearnerPool.needs_searched_validation}")
         self._check_horizon()
         require_one_of("whitening", self.whitening, WHITENINGS)
         check_zca_regularization(self.zca_regularization)
@@ -221,8 +221,8 @@ class ExperimentConfig:
             raise DistillError(f"{flag} needs --hypergradient=reverse: the forward-mode "
                                f"hypergradient is exact for one inner step only")
         if self.validation_steps != "search":
-            raise DistillError(f"{flag} needs --validation_steps=search: it keeps no online "
-                               f"learner, so there are no resets to learn a step count from")
+            raise DistillError(f"{flag} needs --validation_steps=search: "
+                               f"{WholeRunSolver.needs_searched_validation}")
 
     def teacher_budget(self) -> TeacherBudget:
         return TeacherBudget(epochs=self.teacher_epochs,
