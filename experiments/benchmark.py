@@ -37,7 +37,7 @@ from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("algorithm", "second_order", ["second_order", "ridge_regression"],
                   "Algorithm of the configuration asked for.")
-flags.DEFINE_enum("architecture", "lenet", ["lenet", "alexnet", "resnet"],
+flags.DEFINE_enum("architecture", "lenet", ["lenet", "alexnet", "resnet", "convnet"],
                   "lenet: MNIST shapes (28x28x1); others: CIFAR shapes (32x32x3).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the configuration asked for.")
 flags.DEFINE_enum("outer_precision", DEFAULT_OUTER_PRECISION, list(OUTER_PRECISIONS),
