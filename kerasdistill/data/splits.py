@@ -14,9 +14,15 @@ from kerasdistill.seeding import BASE_EXAMPLES, SPLIT, TARGET_SUBSET, rng_for
 
 def normalize_images(images: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     """uint8 NHWC images -> float32 with the target's per-channel mean and std."""
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
-    return ((images.astype(np.float32) / 255.0) - mean) / std
+    return normalize_pixels(images, spec.mean, spec.std)
+
+
+def normalize_pixels(images: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 NHWC images -> float32 (x / 255 - mean) / std, per channel (a registry
+    spec's or a distilled set's recorded mean and std)."""
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    return ((np.asarray(images).astype(np.float32) / 255.0) - mean) / std
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,9 +136,8 @@ class DistilledSet:
             raise DistillError(f"preprocess takes uint8 images of shape [N, "
                                f"{', '.join(map(str, self.metadata['image_shape']))}], got "
                                f"{images.dtype} {images.shape}")
-        mean = np.asarray(self.metadata["mean"], np.float32)
-        std = np.asarray(self.metadata["std"], np.float32)
-        normalized = (images.astype(np.float32) / 255.0 - mean) / std
+        from kerasdistill.data.splits import normalize_pixels
+        normalized = normalize_pixels(images, self.metadata["mean"], self.metadata["std"])
         return normalized if self.whitening is None else self.whitening(normalized)
 
     def normalized_images(self) -> np.ndarray:
