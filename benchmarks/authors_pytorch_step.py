@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time the AUTHORS' PyTorch second-order label-distillation meta step on CPU.
+"""Time the AUTHORS' PyTorch second-order label-distillation meta step (CPU or GPU).
 
 Reference implementation: github.com/ondrejbohdal/label-distillation
 (Bohdal, Yang, Hospedales 2020, "Flexible Dataset Distillation: Learn Labels
@@ -43,7 +43,6 @@ import ast
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,8 @@ import types
 
 import torch
 import torch.nn as nn
+
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 AUTHORS_REPO = "ondrejbohdal/label-distillation"
 # Commit against which meta_step() was written; and the sha256 of the source
@@ -220,28 +221,45 @@ def meta_step(model, fixed_input, labels, labels_opt, optimizer, criterion,
     return loss, label_loss, logit
 
 
-def build_state(M, num_base, num_classes, label_lr, learner_lr, seed):
+# Their two models of the paper's tables, by the dataset shapes they take: LeNet on
+# MNIST (their --target=mnist), AlexNet on CIFAR-10 (--target=cifar10).
+ARCHITECTURES = {"lenet": ("LeNetMeta", "mnist", (1, 28, 28)),
+                 "alexnet": ("AlexCifarNetMeta", "cifar10", (3, 32, 32))}
+
+
+def build_state(M, num_base, num_classes, label_lr, learner_lr, seed,
+                architecture="lenet", device="cpu"):
     """Mirror their setup (label_distillation_or2.py lines 281-313)."""
+    model_class, target, image_shape = ARCHITECTURES[architecture]
     torch.manual_seed(seed)
-    fixed_input = torch.randn(num_base, 1, 28, 28)
-    criterion = nn.CrossEntropyLoss()
+    fixed_input = torch.randn(num_base, *image_shape).to(device=device)
+    criterion = nn.CrossEntropyLoss().to(device=device)
     labels = torch.full((num_base, num_classes), 1.0 / num_classes,
-                        requires_grad=True)           # uniform init, l. 285-288
+                        requires_grad=True, device=device)  # uniform init, l. 285-288
     labels_opt = torch.optim.Adam([labels], lr=label_lr)  # l. 290 (default lr)
-    M.LeNetMeta.meta = True                           # l. 295: fast-weight layers
-    model_args = argparse.Namespace(target="mnist")   # LeNetMeta reads .target
-    model = M.LeNetMeta(model_args)                   # l. 311
+    getattr(M, model_class).meta = True               # l. 295: fast-weight layers
+    model_args = argparse.Namespace(target=target)    # their models read .target
+    model = getattr(M, model_class)(model_args).to(device=device)  # l. 308-311
     optimizer = torch.optim.Adam(model.parameters(), lr=learner_lr)  # l. 313
     model.train()
     return dict(model=model, fixed_input=fixed_input, labels=labels,
                 labels_opt=labels_opt, optimizer=optimizer, criterion=criterion)
 
 
-def make_batches(n, outer_batch, num_classes, seed):
+def make_batches(n, outer_batch, num_classes, seed, architecture="lenet", device="cpu"):
+    """Random outer batches, made on the CPU (the same values on every device) and
+    held on `device`, as their loop moves each batch before the step (l. 562-563)."""
+    image_shape = ARCHITECTURES[architecture][2]
     g = torch.Generator().manual_seed(seed + 1)
-    return [(torch.randn(outer_batch, 1, 28, 28, generator=g),
-             torch.randint(0, num_classes, (outer_batch,), generator=g))
+    return [(torch.randn(outer_batch, *image_shape, generator=g).to(device=device),
+             torch.randint(0, num_classes, (outer_batch,), generator=g).to(device=device))
             for _ in range(n)]
+
+
+def wait_for(device):
+    """Blocks until the device's queued work is done: a CUDA step returns at once."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 class TimedLoader:
@@ -264,13 +282,13 @@ def authors_args(a):
     # Only the fields their train() reads (target, num_base_examples,
     # inner_batch_size, inner_lr, print_freq, verbose, epochs).
     return argparse.Namespace(
-        target="mnist", num_base_examples=a.num_base, inner_batch_size=a.inner_batch,
+        target=ARCHITECTURES[a.architecture][1], num_base_examples=a.num_base, inner_batch_size=a.inner_batch,
         inner_lr=a.inner_lr, print_freq=1, verbose=False, epochs=1, resnet=False)
 
 
 def run_authors_train(LD, st, loader, a):
     LD.args = authors_args(a)
-    LD.device = torch.device("cpu")
+    LD.device = torch.device(a.device)
     LD.num_classes = a.num_classes
     return LD.train(loader, st["model"], st["fixed_input"], st["labels"],
                     st["criterion"], st["labels_opt"], 0, st["optimizer"],
@@ -278,9 +296,11 @@ def run_authors_train(LD, st, loader, a):
 
 
 def check_equivalence(M, LD, a):
-    batches = make_batches(1, a.outer_batch, a.num_classes, a.seed)
-    s1 = build_state(M, a.num_base, a.num_classes, a.label_lr, a.learner_lr, a.seed)
-    s2 = build_state(M, a.num_base, a.num_classes, a.label_lr, a.learner_lr, a.seed)
+    batches = make_batches(1, a.outer_batch, a.num_classes, a.seed, a.architecture, a.device)
+    s1 = build_state(M, a.num_base, a.num_classes, a.label_lr, a.learner_lr, a.seed,
+                     a.architecture, a.device)
+    s2 = build_state(M, a.num_base, a.num_classes, a.label_lr, a.learner_lr, a.seed,
+                     a.architecture, a.device)
     s2["model"].load_state_dict(s1["model"].state_dict())
     torch.manual_seed(a.seed + 7)
     meta_step(s1["model"], s1["fixed_input"], s1["labels"], s1["labels_opt"],
@@ -297,15 +317,6 @@ def check_equivalence(M, LD, a):
 
 
 # --------------------------------------------------------------------------
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def main():
@@ -336,6 +347,10 @@ def main():
     p.add_argument("--num_threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's default)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="lenet",
+                   help="lenet: MNIST shapes; alexnet: CIFAR-10 shapes")
+    p.add_argument("--device", default="cpu",
+                   help="torch device: cpu, cuda, or auto (cuda where available)")
     p.add_argument("--output_json", default=None)
     a = p.parse_args()
 
@@ -350,6 +365,12 @@ def main():
                      "see --extract_from_git_dir)" % (fn, a.repo_dir))
     if a.num_threads:
         torch.set_num_threads(a.num_threads)
+    if a.device == "auto":
+        a.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(a.device).type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device=%s: torch %s sees no CUDA device" % (a.device, torch.__version__))
+    gpu_name = (torch.cuda.get_device_name(torch.device(a.device))
+                if torch.device(a.device).type == "cuda" else None)
 
     commit = read_commit(a.repo_dir, a.authors_commit)
     M = import_authors_model_module(a.repo_dir)
@@ -361,12 +382,13 @@ def main():
               "which meta_step() follows; use --mode=authors_train or update "
               "the reproduction." % (lo, hi, REFERENCE_COMMIT))
 
-    print("torch %s, torch.get_num_threads() = %d, cpu: %s"
-          % (torch.__version__, torch.get_num_threads(), cpu_model()))
+    print("torch %s, torch.get_num_threads() = %d, cpu: %s, device: %s%s"
+          % (torch.__version__, torch.get_num_threads(), cpu_model(), a.device,
+             " (%s)" % gpu_name if gpu_name else ""))
     print("authors' code: %s@%s from %s" % (AUTHORS_REPO, commit, a.repo_dir))
-    print("mode=%s outer_batch=%d inner_batch=%d num_base=%d classes=%d "
+    print("architecture=%s mode=%s outer_batch=%d inner_batch=%d num_base=%d classes=%d "
           "inner_lr=%g label_lr=%g learner_lr=%g"
-          % (a.mode, a.outer_batch, a.inner_batch, a.num_base, a.num_classes,
+          % (a.architecture, a.mode, a.outer_batch, a.inner_batch, a.num_base, a.num_classes,
              a.inner_lr, a.label_lr, a.learner_lr))
 
     LD, stubbed, equiv = None, [], None
@@ -382,9 +404,12 @@ def main():
         equiv = check_equivalence(M, LD, a)
         print("equivalence (reproduced vs their train(), 1 step): %s" % equiv)
 
-    st = build_state(M, a.num_base, a.num_classes, a.label_lr, a.learner_lr, a.seed)
+    st = build_state(M, a.num_base, a.num_classes, a.label_lr, a.learner_lr, a.seed,
+                     a.architecture, a.device)
     batches = make_batches(min(a.num_batches, a.warmup + a.steps),
-                           a.outer_batch, a.num_classes, a.seed)
+                           a.outer_batch, a.num_classes, a.seed, a.architecture, a.device)
+    if gpu_name:
+        torch.cuda.reset_peak_memory_stats(torch.device(a.device))
     total = a.warmup + a.steps
     if a.mode == "reproduced":
         times = []
@@ -394,6 +419,7 @@ def main():
             loss, label_loss, _ = meta_step(
                 st["model"], st["fixed_input"], st["labels"], st["labels_opt"],
                 st["optimizer"], st["criterion"], x, y, a.inner_batch, a.inner_lr)
+            wait_for(a.device)
             times.append(time.perf_counter() - t0)
         last = (loss.item(), label_loss.item())
     else:
@@ -420,6 +446,12 @@ def main():
             "torch_version": torch.__version__,
             "num_threads": torch.get_num_threads(),
             "cpu_model": cpu_model(),
+            "architecture": a.architecture,
+            "device": a.device,
+            "gpu_name": gpu_name,
+            # The CUDA caching allocator's peak while the timed model lived.
+            "peak_gpu_memory_gib": (torch.cuda.max_memory_allocated(torch.device(a.device))
+                                    / 2 ** 30 if gpu_name else None),
             "authors_repo": AUTHORS_REPO,
             "authors_commit": commit,
             "files_used": files_used,
@@ -429,7 +461,7 @@ def main():
                             % (STEP_FILE, REFERENCE_COMMIT),
             "shapes": {"outer_batch": a.outer_batch, "inner_batch": a.inner_batch,
                        "num_base": a.num_base, "num_classes": a.num_classes,
-                       "image": [1, 28, 28]},
+                       "image": list(ARCHITECTURES[a.architecture][2])},
             "lrs": {"inner_lr": a.inner_lr, "label_lr": a.label_lr,
                     "learner_lr": a.learner_lr},
             "stubbed_modules": stubbed,

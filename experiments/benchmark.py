@@ -6,12 +6,19 @@ r"""Times meta steps: second-order and ridge regression, against a plain TF grap
   python -m experiments.benchmark --algorithm=ridge_regression
   python -m experiments.benchmark --architecture=alexnet   # CIFAR shapes (32x32x3)
   python -m experiments.benchmark --measure=step,loop,evaluation --output_json=bench.json
+  python -m experiments.benchmark --measure=sweep --output_json=sweep.json
 
 --measure=loop times the meta step inside `distill_labels` (steps per second of the
 whole outer loop on a synthetic target, validation excluded, the first epoch's
 tracing excluded), in-graph stretches against one step per call, next to the bare
 step. --measure=evaluation times the protocol's test models: 20 fresh models
 trained and measured one after another, against trained together.
+--measure=sweep (the GPU sitting's, benchmarks/gpu_sitting.py) times every
+configuration of a grid (--sweep_algorithms x --sweep_jit_compile x
+--sweep_precisions) one after another, each with its first step's seconds
+(tracing and compilation) and the peak memory of the device it ran on, then the
+decision `--jit_compile=auto` makes for these shapes; the JSON is rewritten after
+every configuration, so a sweep stopped by a time cap keeps what it measured.
 
 The plain reference (ordinary TF ops, no Keras) exists for second-order LeNet on
 MNIST shapes; for other architectures the table compares the library's configurations.
@@ -23,19 +30,24 @@ idle machine: on 2 cores any other process can double a timing.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import platform
 import resource
 import sys
 import time
+from typing import Callable
 
 from absl import app, flags
+
+from experiments import entry_point
 
 from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
                                    machine_description)
 
+MEASURES = ("step", "loop", "evaluation", "sweep")
+ALGORITHMS = ("second_order", "ridge_regression")
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("algorithm", "second_order", ["second_order", "ridge_regression"],
+flags.DEFINE_enum("algorithm", "second_order", list(ALGORITHMS),
                   "Algorithm of the configuration asked for.")
 flags.DEFINE_enum("architecture", "lenet", ["lenet", "alexnet", "resnet", "convnet"],
                   "lenet: MNIST shapes (28x28x1); others: CIFAR shapes (32x32x3).")
@@ -56,7 +68,7 @@ flags.DEFINE_integer("steps", 30, "Timed steps per configuration (at least 20)."
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds the timed steps are spread over.")
 flags.DEFINE_boolean("compare", True, "Also time the table's other configurations.")
 flags.DEFINE_string("output_json", None, "Write the figures for the configuration asked here.")
-flags.DEFINE_list("measure", ["step"], "What to time: step, loop, evaluation.")
+flags.DEFINE_list("measure", ["step"], "What to time: step, loop, evaluation; or sweep alone.")
 flags.DEFINE_integer("loop_epochs", 4, "Epochs of the timed outer loop (the first is warm-up).")
 flags.DEFINE_integer("loop_steps_per_epoch", 24, "Outer batches per epoch of its target set.")
 flags.DEFINE_integer("eval_models", 20, "Test models per evaluation timing.")
@@ -64,130 +76,301 @@ flags.DEFINE_integer("eval_steps", 300, "Training steps per test model.")
 flags.DEFINE_integer("eval_test_examples", 10000, "Test examples each model is measured on.")
 flags.DEFINE_list("eval_models_per_call", ["1", "5", "10", "20"],
                   "Models trained together per call; 1 is one after another.")
+flags.DEFINE_list("sweep_algorithms", list(ALGORITHMS), "--measure=sweep: algorithms.")
+flags.DEFINE_list("sweep_jit_compile", ["false", "true"], "--measure=sweep: XLA off, on.")
+flags.DEFINE_list("sweep_precisions", ["float32", "mixed_conv_bfloat16"],
+                  "--measure=sweep: outer precisions.")
+
+# Warm-up steps before timing: the first traces and compiles, the rest fill caches.
+WARMUP_STEPS = 5
 
 
-def main(argv):
-    del argv
-    import numpy as np
-    import tensorflow as tf
-
-    from kerasdistill.distill.adam import adam_init
-    from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
-    from kerasdistill.distill.plain_reference import plain_meta_step
-    from kerasdistill.distill.registry import build_solver
-    from kerasdistill.models import ModelFactory
-
+def check_flags():
+    """Every refusal of a flag combination, before TensorFlow is loaded."""
+    from kerasdistill.errors import DistillError, require_one_of
     if FLAGS.steps < 20:
-        raise app.UsageError("--steps must be at least 20")
-    unknown = set(FLAGS.measure) - {"step", "loop", "evaluation"}
+        raise DistillError(f"--steps must be at least 20, got {FLAGS.steps}")
+    unknown = set(FLAGS.measure) - set(MEASURES)
     if unknown:
-        raise app.UsageError(f"--measure takes step, loop, evaluation; got {sorted(unknown)}")
+        raise DistillError(f"--measure takes {', '.join(MEASURES)}; got {sorted(unknown)}")
+    if "sweep" in FLAGS.measure and len(FLAGS.measure) > 1:
+        raise DistillError("--measure=sweep runs alone (it times its own grid)")
     horizon = FLAGS.horizon_steps
     if horizon < 0:
-        raise app.UsageError(f"--horizon_steps must be 0 or positive, got {horizon}")
+        raise DistillError(f"--horizon_steps must be 0 or positive, got {horizon}")
     if horizon and (FLAGS.hypergradient != "reverse" or FLAGS.algorithm != "second_order"):
-        raise app.UsageError("--horizon_steps needs --hypergradient=reverse and "
-                             "--algorithm=second_order")
+        raise DistillError("--horizon_steps needs --hypergradient=reverse and "
+                           "--algorithm=second_order")
     if horizon and set(FLAGS.measure) != {"step"}:
-        raise app.UsageError("--horizon_steps times the meta step only (--measure=step)")
-    shape = (28, 28, 1) if FLAGS.architecture == "lenet" else (32, 32, 3)
+        raise DistillError("--horizon_steps times the meta step only (--measure=step)")
+    for algorithm in FLAGS.sweep_algorithms:
+        require_one_of("--sweep_algorithms", algorithm, ALGORITHMS)
+    for jit in FLAGS.sweep_jit_compile:
+        require_one_of("--sweep_jit_compile", jit, ("false", "true"))
+    for precision in FLAGS.sweep_precisions:
+        require_one_of("--sweep_precisions", precision, OUTER_PRECISIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticProblem:
+    """Random tensors of one meta step's shapes (timing does not depend on values)."""
+    shape: tuple
+    base_images: object
+    inner_indices: object  # [n_i], or [T, n_i] for the horizon
+    outer_images: object
+    outer_labels: object
+
+
+def synthetic_problem(architecture: str, num_base: int, inner_batch: int, outer_batch: int,
+                      horizon: int = 0) -> SyntheticProblem:
+    import numpy as np
+    import tensorflow as tf
+    shape = (28, 28, 1) if architecture == "lenet" else (32, 32, 3)
     rng = np.random.default_rng(0)
-    base_images = tf.constant(rng.normal(size=(FLAGS.num_base_examples, *shape)), tf.float32)
-    outer_images = tf.constant(rng.normal(size=(FLAGS.outer_batch_size, *shape)), tf.float32)
-    outer_labels = tf.constant(rng.integers(0, 10, FLAGS.outer_batch_size), tf.int32)
+    base_images = tf.constant(rng.normal(size=(num_base, *shape)), tf.float32)
+    outer_images = tf.constant(rng.normal(size=(outer_batch, *shape)), tf.float32)
+    outer_labels = tf.constant(rng.integers(0, 10, outer_batch), tf.int32)
     # One inner batch; T of them (one per training step) for the horizon.
-    inner_indices = tf.constant(np.stack([
-        rng.permutation(FLAGS.num_base_examples)[:FLAGS.inner_batch_size]
-        for _ in range(max(1, horizon))]), tf.int32)
-    if not horizon:
-        inner_indices = inner_indices[0]
-    factory = ModelFactory(FLAGS.architecture, shape, 10)
+    inner_indices = tf.constant(np.stack([rng.permutation(num_base)[:inner_batch]
+                                          for _ in range(max(1, horizon))]), tf.int32)
+    return SyntheticProblem(shape, base_images, inner_indices if horizon else inner_indices[0],
+                            outer_images, outer_labels)
 
-    def keras_runner(jit_compile, outer_precision, outer_splits, hypergradient,
-                     algorithm="second_order"):
-        solver = build_solver(algorithm, factory, outer_splits=outer_splits,
-                              outer_precision=outer_precision, hypergradient=hypergradient,
-                              horizon_steps=horizon)
-        step = make_meta_step(solver, jit_compile=jit_compile)
-        state = init_meta_state(solver, uniform_labels(FLAGS.num_base_examples, 10), seed=0)
 
-        def run(state):
-            new_state, metrics = step(state, base_images, inner_indices, outer_images,
-                                      outer_labels)
-            float(metrics.outer_loss)  # wait for the step to finish
-            return new_state
-        return run, state, solver.outer_precision
+@dataclasses.dataclass
+class StepRunner:
+    """One configuration's meta step: `run(state)` takes a step and waits for it."""
+    run: Callable
+    state: object
+    precision: str
 
-    def plain_runner(jit_compile):
-        step = tf.function(plain_meta_step, jit_compile=jit_compile)
-        weights = list(factory.initial_weights(0)[0])
-        labels = uniform_labels(FLAGS.num_base_examples, 10)
-        state = (labels, adam_init([labels]), weights, adam_init(weights))
 
-        def run(state):
-            new_state = step(*state, base_images, inner_indices, outer_images, outer_labels)
-            float(new_state[0][0, 0])
-            return new_state
-        return run, state, "float32"
+def keras_step_runner(problem: SyntheticProblem, factory, algorithm="second_order",
+                      jit_compile=False, outer_precision="float32", outer_splits=2,
+                      hypergradient="forward", horizon=0) -> StepRunner:
+    from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
+    from kerasdistill.distill.registry import build_solver
+    solver = build_solver(algorithm, factory, outer_splits=outer_splits,
+                          outer_precision=outer_precision, hypergradient=hypergradient,
+                          horizon_steps=horizon)
+    step = make_meta_step(solver, jit_compile=jit_compile)
+    num_base = int(problem.base_images.shape[0])
+    state = init_meta_state(solver, uniform_labels(num_base, 10), seed=0)
 
-    asked = (f"{FLAGS.algorithm} (asked)", keras_runner(
-        FLAGS.jit_compile, FLAGS.outer_precision, FLAGS.outer_splits, FLAGS.hypergradient,
-        FLAGS.algorithm))
+    def run(state):
+        new_state, metrics = step(state, problem.base_images, problem.inner_indices,
+                                  problem.outer_images, problem.outer_labels)
+        float(metrics.outer_loss)  # wait for the step to finish
+        return new_state
+    return StepRunner(run, state, solver.outer_precision)
+
+
+def plain_step_runner(problem: SyntheticProblem, factory, jit_compile=False) -> StepRunner:
+    import tensorflow as tf
+    from kerasdistill.distill.adam import adam_init
+    from kerasdistill.distill.meta_step import uniform_labels
+    from kerasdistill.distill.plain_reference import plain_meta_step
+    step = tf.function(plain_meta_step, jit_compile=jit_compile)
+    weights = list(factory.initial_weights(0)[0])
+    labels = uniform_labels(int(problem.base_images.shape[0]), 10)
+    state = (labels, adam_init([labels]), weights, adam_init(weights))
+
+    def run(state):
+        new_state = step(*state, problem.base_images, problem.inner_indices,
+                         problem.outer_images, problem.outer_labels)
+        float(new_state[0][0, 0])
+        return new_state
+    return StepRunner(run, state, "float32")
+
+
+PLAIN = "plain TF graph (reference)"
+
+
+def table_configurations(problem, factory, horizon: int) -> list[tuple[str, StepRunner]]:
+    """The configuration asked for first, then what the table compares it with."""
+    asked = (f"{FLAGS.algorithm} (asked)", keras_step_runner(
+        problem, factory, FLAGS.algorithm, FLAGS.jit_compile, FLAGS.outer_precision,
+        FLAGS.outer_splits, FLAGS.hypergradient, horizon))
     has_plain = FLAGS.architecture == "lenet" and not horizon
-    configs = [asked] + ([("plain TF graph (reference)", plain_runner(False))] if has_plain
-                         else [])
+    configs = [asked] + ([(PLAIN, plain_step_runner(problem, factory))] if has_plain else [])
     if FLAGS.compare and not horizon:
-        for algorithm in ("second_order", "ridge_regression"):
+        for algorithm in ALGORITHMS:
             configs += [
                 (f"{algorithm}, float32, 1 shard",
-                 keras_runner(False, "float32", 1, "forward", algorithm)),
+                 keras_step_runner(problem, factory, algorithm, False, "float32", 1)),
                 (f"{algorithm}, float32, 2 shards",
-                 keras_runner(False, "float32", 2, "forward", algorithm)),
+                 keras_step_runner(problem, factory, algorithm, False, "float32", 2)),
                 (f"{algorithm}, mixed bf16 conv, 2 shards",
-                 keras_runner(False, "mixed_conv_bfloat16", 2, "forward", algorithm))]
+                 keras_step_runner(problem, factory, algorithm, False, "mixed_conv_bfloat16",
+                                   2))]
         if has_plain:
             configs.append(("second_order, float32, 2 shards, reverse",
-                            keras_runner(False, "float32", 2, "reverse")))
+                            keras_step_runner(problem, factory, "second_order", False,
+                                              "float32", 2, "reverse")))
         configs.append((f"{FLAGS.algorithm}, asked, " + ("no XLA" if FLAGS.jit_compile else "XLA"),
-                        keras_runner(not FLAGS.jit_compile, FLAGS.outer_precision,
-                                     FLAGS.outer_splits, FLAGS.hypergradient, FLAGS.algorithm)))
+                        keras_step_runner(problem, factory, FLAGS.algorithm,
+                                          not FLAGS.jit_compile, FLAGS.outer_precision,
+                                          FLAGS.outer_splits, FLAGS.hypergradient)))
+    return configs
+
+
+def time_interleaved(configs: list[tuple[str, StepRunner]], steps: int,
+                     rounds: int) -> dict[str, list[float]]:
+    """Milliseconds of every timed step per configuration, after warm-up, the timed
+    steps spread over interleaved rounds."""
     states, timings = {}, {name: [] for name, _ in configs}
-    for name, (run, state, _) in configs:  # warm-up: tracing, compilation, caches
-        for _ in range(5):
-            state = run(state)
+    for name, runner in configs:  # warm-up: tracing, compilation, caches
+        state = runner.state
+        for _ in range(WARMUP_STEPS):
+            state = runner.run(state)
         states[name] = state
-    per_round = -(-FLAGS.steps // FLAGS.rounds)
-    for _ in range(FLAGS.rounds):
-        for name, (run, _, _) in configs:
+    per_round = -(-steps // rounds)
+    for _ in range(rounds):
+        for name, runner in configs:
             state = states[name]
             for _ in range(per_round):
                 start = time.perf_counter()
-                state = run(state)
+                state = runner.run(state)
                 timings[name].append(1000 * (time.perf_counter() - start))
             states[name] = state
+    return timings
+
+
+def step_device() -> str:
+    """The device the meta steps run on: TensorFlow's first GPU where there is one."""
+    import tensorflow as tf
+    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+
+
+def reset_peak_memory(device: str):
+    import tensorflow as tf
+    try:
+        tf.config.experimental.reset_memory_stats(device)
+    except (ValueError, RuntimeError):  # an allocator without statistics
+        pass
+
+
+def peak_memory_gib(device: str) -> float | None:
+    """Peak bytes of TensorFlow's allocator on `device` since the last reset, in GiB
+    (None where the allocator keeps no statistics)."""
+    import tensorflow as tf
+    try:
+        return tf.config.experimental.get_memory_info(device)["peak"] / 2 ** 30
+    except (ValueError, RuntimeError):
+        return None
+
+
+def process_peak_memory_gib() -> float:
+    """The whole process's peak resident memory. Linux reports KiB, macOS bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
+        2 ** 30 if sys.platform == "darwin" else 2 ** 20)
+
+
+def sweep(problem: SyntheticProblem, factory, write: Callable[[dict], None]) -> dict:
+    """Times each configuration of the sweep's grid alone, one after another, with its
+    first step's seconds and its peak device memory, then `--jit_compile=auto`'s
+    decision per algorithm; `write` gets the record after every configuration."""
+    import numpy as np
+    import tensorflow as tf
+    from kerasdistill.distill.autotune import choose_jit_compile
+    from kerasdistill.distill.registry import build_solver
+    from kerasdistill.hardware import device_description
+    device = step_device()
+    record = {"measure": "sweep", "architecture": FLAGS.architecture,
+              "shape": list(problem.shape), "step_device": device,
+              "outer_batch_size": FLAGS.outer_batch_size,
+              "inner_batch_size": FLAGS.inner_batch_size,
+              "num_base_examples": FLAGS.num_base_examples, "outer_splits": FLAGS.outer_splits,
+              "timed_steps": FLAGS.steps, "device": device_description(),
+              "tensorflow_version": tf.__version__, "configurations": [],
+              "jit_compile_auto": {}, "complete": False}
+    write(record)
+    for algorithm in FLAGS.sweep_algorithms:
+        for jit in (value == "true" for value in FLAGS.sweep_jit_compile):
+            for precision in FLAGS.sweep_precisions:
+                reset_peak_memory(device)
+                runner = keras_step_runner(problem, factory, algorithm, jit, precision,
+                                           FLAGS.outer_splits)
+                start = time.perf_counter()
+                state = runner.run(runner.state)
+                first_step_seconds = time.perf_counter() - start
+                for _ in range(WARMUP_STEPS - 1):
+                    state = runner.run(state)
+                times = []
+                for _ in range(FLAGS.steps):
+                    start = time.perf_counter()
+                    state = runner.run(state)
+                    times.append(1000 * (time.perf_counter() - start))
+                entry = {"algorithm": algorithm, "jit_compile": jit,
+                         "outer_precision": runner.precision,
+                         "ms_per_step_median": float(np.median(times)),
+                         "ms_per_step_min": float(np.min(times)),
+                         "first_step_seconds": first_step_seconds,
+                         "peak_memory_gib": peak_memory_gib(device)}
+                record["configurations"].append(entry)
+                print(f"sweep: {algorithm:16s} XLA {'on ' if jit else 'off'} "
+                      f"{runner.precision:20s} {entry['ms_per_step_median']:9.2f} ms/step, "
+                      f"first step {first_step_seconds:6.1f} s, peak "
+                      f"{entry['peak_memory_gib'] or float('nan'):.2f} GiB", flush=True)
+                write(record)
+    for algorithm in FLAGS.sweep_algorithms:
+        solver = build_solver(algorithm, factory, outer_splits=FLAGS.outer_splits,
+                              outer_precision="float32")
+        _, why = choose_jit_compile("auto", solver, problem.base_images, problem.outer_images,
+                                    problem.outer_labels, FLAGS.inner_batch_size, 10)
+        record["jit_compile_auto"][algorithm] = why
+        print(f"sweep: --jit_compile=auto for {algorithm}: {why}", flush=True)
+        write(record)
+    record["complete"] = True
+    record["process_peak_memory_gib"] = process_peak_memory_gib()
+    write(record)
+    return record
+
+
+def run():
+    check_flags()
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasdistill.files import write_json_atomic
+    from kerasdistill.models import ModelFactory
+
+    horizon = FLAGS.horizon_steps
+    problem = synthetic_problem(FLAGS.architecture, FLAGS.num_base_examples,
+                                FLAGS.inner_batch_size, FLAGS.outer_batch_size, horizon)
+    factory = ModelFactory(FLAGS.architecture, problem.shape, 10)
+    if FLAGS.measure == ["sweep"]:
+        sweep(problem, factory, lambda record: FLAGS.output_json and write_json_atomic(
+            FLAGS.output_json, record))
+        return
+    configs = table_configurations(problem, factory, horizon)
+    asked_name, asked = configs[0]
+    timings = time_interleaved(configs, FLAGS.steps, FLAGS.rounds)
     medians = {name: float(np.median(times)) for name, times in timings.items()}
-    plain = medians.get("plain TF graph (reference)", medians[asked[0]])
+    has_plain = PLAIN in medians
+    plain = medians.get(PLAIN, medians[asked_name])
     baseline_name = "plain" if has_plain else "asked"
     print(f"\nMeta step{f' (whole-run horizon T = {horizon})' if horizon else ''}, "
-          f"{FLAGS.architecture} {shape}, outer batch {FLAGS.outer_batch_size}, inner batch "
-          f"{FLAGS.inner_batch_size}, {len(timings[asked[0]])} timed steps each "
+          f"{FLAGS.architecture} {problem.shape}, outer batch {FLAGS.outer_batch_size}, inner "
+          f"batch {FLAGS.inner_batch_size}, {len(timings[asked_name])} timed steps each "
           f"(TensorFlow {tf.__version__}, {platform.processor() or platform.machine()})")
     print(f"{'configuration':45s} {'precision':>20s} {'ms/step':>9s} {'vs ' + baseline_name:>9s}")
-    for name, (_, _, precision) in configs:
-        print(f"{name:45s} {precision:>20s} {medians[name]:9.2f} {medians[name] / plain:9.3f}")
+    for name, runner in configs:
+        print(f"{name:45s} {runner.precision:>20s} {medians[name]:9.2f} "
+              f"{medians[name] / plain:9.3f}")
     payload = {}
     if "loop" in FLAGS.measure:
-        payload["loop"] = measure_loop(factory, shape, medians[asked[0]])
+        payload["loop"] = measure_loop(factory, problem.shape, medians[asked_name])
     if "evaluation" in FLAGS.measure:
-        payload["evaluation"] = measure_evaluation(factory, shape)
+        payload["evaluation"] = measure_evaluation(factory, problem.shape)
     if FLAGS.output_json:
         payload.update({
-            "ms_per_step_median": medians[asked[0]],
+            "ms_per_step_median": medians[asked_name],
             "plain_reference_ms_per_step_median": plain if has_plain else None,
-            "ratio_to_plain_reference": medians[asked[0]] / plain if has_plain else None,
+            "ratio_to_plain_reference": medians[asked_name] / plain if has_plain else None,
             "configuration": {"algorithm": FLAGS.algorithm, "architecture": FLAGS.architecture,
                               "jit_compile": FLAGS.jit_compile,
-                              "outer_precision": asked[1][2],
+                              "outer_precision": asked.precision,
                               "outer_precision_requested": FLAGS.outer_precision,
                               "outer_splits": FLAGS.outer_splits,
                               "hypergradient": FLAGS.hypergradient,
@@ -195,19 +378,16 @@ def main(argv):
                               "outer_batch_size": FLAGS.outer_batch_size,
                               "inner_batch_size": FLAGS.inner_batch_size},
             "all_configurations_ms": medians,
-            "timed_steps": len(timings[asked[0]]),
-            # The whole process's peak resident memory: the horizon keeps T steps'
-            # activations for the reverse pass. Linux reports KiB, macOS bytes.
-            "peak_memory_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
-                2 ** 30 if sys.platform == "darwin" else 2 ** 20),
+            "timed_steps": len(timings[asked_name]),
+            # The horizon keeps T steps' activations for the reverse pass.
+            "peak_memory_gib": process_peak_memory_gib(),
             "machine": machine_description(),
             "tensorflow_version": tf.__version__,
             "command_flags": {name: FLAGS[name].value for name in (
                 "measure", "steps", "rounds", "loop_epochs", "loop_steps_per_epoch",
                 "eval_models", "eval_steps", "eval_test_examples", "eval_models_per_call")},
         })
-        with open(FLAGS.output_json, "w") as f:
-            json.dump(payload, f, indent=1)
+        write_json_atomic(FLAGS.output_json, payload)
 
 
 def _synthetic_target(shape, num_train: int, num_test: int, seed: int = 0):
@@ -255,8 +435,6 @@ def measure_loop(factory, shape, bare_step_ms: float) -> dict:
 
 def measure_evaluation(factory, shape) -> dict:
     """Seconds for the protocol's test models, one after another and trained together."""
-    import time
-
     import numpy as np
     from kerasdistill.distill.registry import build_solver
     from kerasdistill.evaluation.training import EvaluationTrainer
@@ -286,6 +464,8 @@ def measure_evaluation(factory, shape) -> dict:
         figures["ratio_to_one_at_a_time"] = {m: s / one for m, s in figures["seconds"].items()}
     return figures
 
+
+main = entry_point(run)
 
 if __name__ == "__main__":
     app.run(main)
