@@ -12,7 +12,8 @@ that reaches its cap is stopped and the sitting goes on with what it wrote):
                      algorithms, XLA off and on, float32 and mixed bf16 convolutions, peak
                      device memory each, and what `--jit_compile=auto` decides.
  3. authors_lenet    the authors' PyTorch step on the same device and shapes
-                     (benchmarks/authors_pytorch_step.py --device=cuda).
+                     (benchmarks/authors_pytorch_step.py --device=auto: CUDA where torch
+                     sees it).
  4. meta_step_alexnet, 5. authors_alexnet: the same on CIFAR-10 shapes (AlexNet).
  6. mnist_protocol   the README's main job (MNIST n = 100, the paper's 400 epochs, 20 test
                      models), timed phase by phase; its run folder comes back as
@@ -40,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,8 +58,9 @@ LOG_FILE = "gpu_sitting.log"
 MNIST_RUN = "mnist_n100_ld"
 MNIST_TARBALL = MNIST_RUN + ".tar.gz"
 SCALES = ("full", "tiny")
-# Seconds kept back at the end for packing the run folder and the last summary.
-RESERVE_SECONDS = 15
+# Seconds kept back at the end: stopping a capped part (up to 5 s), packing the run
+# folder and the last summary.
+RESERVE_SECONDS = 20
 
 
 @dataclasses.dataclass
@@ -87,8 +90,10 @@ def run_capped(command: list[str], cap_seconds: float, log, env=None,
                                env=env, start_new_session=True)
     try:
         code = process.wait(timeout=max(1.0, cap_seconds))
-    except subprocess.TimeoutExpired:
+    except BaseException as stop:  # the cap, or the driver itself told to stop
         _stop_group(process)
+        if not isinstance(stop, subprocess.TimeoutExpired):
+            raise
         seconds = time.perf_counter() - start
         log.write(f"===== capped after {seconds:.1f} s\n")
         log.flush()
@@ -100,18 +105,23 @@ def run_capped(command: list[str], cap_seconds: float, log, env=None,
 
 
 def _stop_group(process: subprocess.Popen):
-    """SIGTERM to the part's process group, SIGKILL if it is still there after 10 s
-    (a run's checkpoint is one atomic unit: a kill at any instant leaves old or new)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM to the part's process group, then SIGKILL to whatever of the group is
+    left after at most 5 s, children included, so that nothing holds the GPU into the
+    next part (a run's checkpoint is one atomic unit: a kill at any instant leaves the
+    old or the new one)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def read_json(path: str) -> dict | None:
@@ -128,7 +138,10 @@ def write_json_atomic(path: str, payload: dict, placeholders: dict | None = None
     names no folder of the machine it ran on."""
     text = json.dumps(payload, indent=1) + "\n"
     for where in sorted(placeholders or {}, key=len, reverse=True):
-        text = text.replace(json.dumps(where)[1:-1], placeholders[where])
+        if os.path.isabs(where) and where != os.sep:
+            # Whole path components only: /work/main must not eat /work/main_old.
+            text = re.sub(re.escape(json.dumps(where)[1:-1]) + r'(?=[/"\s=,:]|$)',
+                          placeholders[where].replace("\\", "\\\\"), text)
     temporary = path + ".tmp"
     with open(temporary, "w") as f:
         f.write(text)
@@ -318,7 +331,13 @@ def protocol_step_ms(sweep: dict | None) -> float | None:
     return None
 
 
-def cifar_epochs(step_ms: float | None, seconds: float, steps_per_epoch: int = 40) -> int:
+# CIFAR-10's 50,000 training images less the protocol's 5,000 for validation, in outer
+# batches of 1,024 (the last one wrapped).
+CIFAR10_STEPS_PER_EPOCH = 44
+
+
+def cifar_epochs(step_ms: float | None, seconds: float,
+                 steps_per_epoch: int = CIFAR10_STEPS_PER_EPOCH) -> int:
     """Epochs of the CIFAR-10 timing run: half of `seconds` for meta steps at `step_ms`
     (the rest: start-up, tracing, validation and two test models), at least one."""
     if not step_ms:
@@ -472,7 +491,8 @@ class Sitting:
                              os.path.abspath(self.work): "$WORK",
                              os.path.abspath(args.data_dir): "$DATA_DIR",
                              os.path.abspath(args.authors_repo_dir): "$AUTHORS",
-                             args.python: "python", args.torch_python: "python",
+                             os.path.abspath(args.python): "python",
+                             os.path.abspath(args.torch_python): "python",
                              REPO_ROOT: "."}
         self.summary = {"sitting": {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                                     "scale": args.scale, "total_seconds": args.total_seconds,
@@ -499,6 +519,8 @@ class Sitting:
         if cap < 5:
             self.record(PartResult(name, "skipped", reason="no time left"))
             return
+        if output_json and os.path.exists(output_json):
+            os.remove(output_json)  # an earlier sitting's, in a reused --work_dir
         status, seconds, code = run_capped(command, cap, self.log, self.env)
         result = reading() if reading else read_json(output_json) if output_json else None
         reason = (f"exit status {code}, see {LOG_FILE}" if status == "failed" else
@@ -507,8 +529,9 @@ class Sitting:
 
     def probe(self):
         start = time.perf_counter()
-        tensorflow = probe_python(self.python, _TF_PROBE, self.scale.caps["probe"])
-        torch = probe_python(self.torch_python, _TORCH_PROBE, self.scale.caps["probe"])
+        each = self.scale.caps["probe"] / 2  # TensorFlow's import is the slow one
+        tensorflow = probe_python(self.python, _TF_PROBE, each)
+        torch = probe_python(self.torch_python, _TORCH_PROBE, each)
         nvidia = probe_nvidia_smi()
         words = [cpu_model() or "?", f"{os.cpu_count()} cores"] + (nvidia.get("gpus") or [])
         self.summary["probe"] = {"tensorflow": tensorflow, "torch": torch,
@@ -577,9 +600,10 @@ class Sitting:
                                             model_dir, self.scale.mnist_flags),
                       cap, reading=lambda: run_result(model_dir))
         if os.path.isdir(model_dir):
-            with tarfile.open(os.path.join(self.args.output_dir, MNIST_TARBALL),
-                              "w:gz") as archive:
+            tarball = os.path.join(self.args.output_dir, MNIST_TARBALL)
+            with tarfile.open(tarball + ".tmp", "w:gz") as archive:
                 archive.add(model_dir, arcname=MNIST_RUN)
+            os.replace(tarball + ".tmp", tarball)  # a kill mid-write leaves no torn tarball
 
     def cifar10_steps(self):
         name = "cifar10_steps"
@@ -599,25 +623,35 @@ class Sitting:
 
         def reading():
             result = run_result(model_dir)
-            if result and result.get("meta_steps"):
+            if result and result.get("meta_steps") and "meta_train_seconds" in (
+                    result.get("wall_times") or {}):
                 result["ms_per_meta_step"] = (1000 * result["wall_times"]["meta_train_seconds"]
                                               / result["meta_steps"])
                 result.update(data=data, epochs=epochs)
             return result
-        # One validation point an epoch: the run's timing lands in results.json sooner.
+        # results.json (the timing) is written when the run ends: its epochs are chosen
+        # to end well inside the cap.
         self.run_part(name, distill_command(self.python, "cifar10", data_dir, model_dir,
-                                            (f"--epochs={epochs}", "--validation_every_epochs=1",
-                                             "--test_repetitions=2", *self.scale.cifar_flags)),
+                                            (f"--epochs={epochs}", "--test_repetitions=2",
+                                             *self.scale.cifar_flags)),
                       cap, reading=reading)
 
     def run(self) -> dict:
-        self.probe()
-        self.meta_step("lenet")
-        self.authors("lenet")
-        self.meta_step("alexnet")
-        self.authors("alexnet")
-        self.mnist_protocol()
-        self.cifar10_steps()
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the running part too
+        parts = (("probe", self.probe), ("meta_step_lenet", lambda: self.meta_step("lenet")),
+                 ("authors_lenet", lambda: self.authors("lenet")),
+                 ("meta_step_alexnet", lambda: self.meta_step("alexnet")),
+                 ("authors_alexnet", lambda: self.authors("alexnet")),
+                 ("mnist_protocol", self.mnist_protocol), ("cifar10_steps", self.cifar10_steps))
+        for name, part in parts:
+            try:
+                part()
+            except KeyboardInterrupt:
+                self.record(PartResult(name, "failed", reason="the sitting was stopped"))
+                break
+            except Exception as error:  # noqa: BLE001 - one part's fault ends only that part
+                self.record(PartResult(name, "failed", reason=f"{type(error).__name__}: "
+                                                              f"{error}"))
         self.summary["sitting"]["seconds"] = time.monotonic() - self.start
         self.write_summary()
         text = markdown(self.summary)
@@ -625,6 +659,10 @@ class Sitting:
         self.log.close()
         print(text)
         return self.summary
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None):
@@ -635,6 +673,8 @@ def main(argv=None):
         sys.exit(0 if fits else 2)
     if not args.output_dir:
         sys.exit("error: --output_dir is needed (or --preflight)")
+    if args.resume_mnist and not tarfile.is_tarfile(args.resume_mnist):
+        sys.exit(f"error: --resume_mnist={args.resume_mnist} is not a readable tarball")
     Sitting(args).run()
 
 

@@ -86,7 +86,7 @@ WARMUP_STEPS = 5
 
 
 def check_flags():
-    """Every refusal of a flag combination, before TensorFlow is loaded."""
+    """Every refusal of a flag combination, before any model is built."""
     from kerasdistill.errors import DistillError, require_one_of
     if FLAGS.steps < 20:
         raise DistillError(f"--steps must be at least 20, got {FLAGS.steps}")
@@ -267,9 +267,12 @@ def process_peak_memory_gib() -> float:
 
 
 def sweep(problem: SyntheticProblem, factory, write: Callable[[dict], None]) -> dict:
-    """Times each configuration of the sweep's grid alone, one after another, with its
-    first step's seconds and its peak device memory, then `--jit_compile=auto`'s
-    decision per algorithm; `write` gets the record after every configuration."""
+    """`--jit_compile=auto`'s decision for the first algorithm (the protocol's, which a
+    capped sweep must not lose), then each configuration of the grid alone, one after
+    another, with its first step's seconds and its peak device memory, then the other
+    algorithms' decisions; `write` gets the record after every configuration."""
+    import gc
+
     import numpy as np
     import tensorflow as tf
     from kerasdistill.distill.autotune import choose_jit_compile
@@ -285,9 +288,22 @@ def sweep(problem: SyntheticProblem, factory, write: Callable[[dict], None]) -> 
               "tensorflow_version": tf.__version__, "configurations": [],
               "jit_compile_auto": {}, "complete": False}
     write(record)
+
+    def decide(algorithm):
+        solver = build_solver(algorithm, factory, outer_splits=FLAGS.outer_splits,
+                              outer_precision="float32")
+        _, why = choose_jit_compile("auto", solver, problem.base_images, problem.outer_images,
+                                    problem.outer_labels, FLAGS.inner_batch_size, 10)
+        record["jit_compile_auto"][algorithm] = why
+        print(f"sweep: --jit_compile=auto for {algorithm}: {why}", flush=True)
+        write(record)
+
+    decide(FLAGS.sweep_algorithms[0])
     for algorithm in FLAGS.sweep_algorithms:
         for jit in (value == "true" for value in FLAGS.sweep_jit_compile):
             for precision in FLAGS.sweep_precisions:
+                runner = state = None
+                gc.collect()  # the last configuration's tensors out of this one's peak
                 reset_peak_memory(device)
                 runner = keras_step_runner(problem, factory, algorithm, jit, precision,
                                            FLAGS.outer_splits)
@@ -313,14 +329,8 @@ def sweep(problem: SyntheticProblem, factory, write: Callable[[dict], None]) -> 
                       f"first step {first_step_seconds:6.1f} s, peak "
                       f"{entry['peak_memory_gib'] or float('nan'):.2f} GiB", flush=True)
                 write(record)
-    for algorithm in FLAGS.sweep_algorithms:
-        solver = build_solver(algorithm, factory, outer_splits=FLAGS.outer_splits,
-                              outer_precision="float32")
-        _, why = choose_jit_compile("auto", solver, problem.base_images, problem.outer_images,
-                                    problem.outer_labels, FLAGS.inner_batch_size, 10)
-        record["jit_compile_auto"][algorithm] = why
-        print(f"sweep: --jit_compile=auto for {algorithm}: {why}", flush=True)
-        write(record)
+    for algorithm in FLAGS.sweep_algorithms[1:]:
+        decide(algorithm)
     record["complete"] = True
     record["process_peak_memory_gib"] = process_peak_memory_gib()
     write(record)
