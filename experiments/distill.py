@@ -59,6 +59,11 @@ flags.DEFINE_enum("emnist_orientation", "as_stored", ["as_stored", "upright"],
 flags.DEFINE_enum("npz_orientation", "as_stored", ["as_stored", "upright"],
                   "How a local emnist_letters.npz holds its images (the official files and "
                   "TFDS: as stored).")
+flags.DEFINE_enum("target_split", "official", ["official", "from_test"],
+                  "How the target's splits are made: official, or from_test for a target "
+                  "whose data hold only the test split (KMNIST's official test files): a "
+                  "stratified re-split with a fixed seed into 60 % pool, 10 % validation and "
+                  "30 % test, recorded in config.json, results.json and the distilled set.")
 flags.DEFINE_integer("test_repetitions", 20, "Fresh models trained for the test statistics.")
 flags.DEFINE_integer("validation_every_epochs", 5, "Validate the labels every this many epochs.")
 flags.DEFINE_integer("reset_window", None, "G of SPEC 2c (default: 50/100/200 by the rule).")
@@ -186,6 +191,7 @@ def _run():
         target=FLAGS.target, source=FLAGS.source, algorithm=FLAGS.algorithm,
         architecture=budget.architecture, baseline=FLAGS.baseline,
         emnist_orientation=FLAGS.emnist_orientation, npz_orientation=FLAGS.npz_orientation,
+        target_split=FLAGS.target_split,
         label_smoothing=FLAGS.label_smoothing, teacher_epochs=FLAGS.teacher_epochs,
         teacher_temperatures=tuple(_numbers("teacher_temperatures", FLAGS.teacher_temperatures)),
         base_selection=FLAGS.base_selection,

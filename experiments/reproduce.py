@@ -13,6 +13,8 @@ Budgets: paper (SPEC 3), cpu (about an hour per experiment on 2 CPU cores), smok
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 
 from experiments import entry_point
@@ -26,6 +28,11 @@ flags.DEFINE_string("data_dir", None, "Folder with <name>.npz files and/or TFDS 
 flags.DEFINE_string("runs", None, "Only the run folders whose path below --output_dir matches "
                     "this glob, e.g. '*/n100_*'.")
 flags.DEFINE_boolean("report_only", False, "Write REPORT.md from what is finished; run nothing.")
+flags.DEFINE_boolean("print_pending", False,
+                     "Run nothing: print one command per unfinished run of the plan, for a job "
+                     "runner (GNU parallel, a SLURM array, a cluster's queue). Workers may share "
+                     "--output_dir: each run is claimed by its folder's lock, a run another "
+                     "worker holds is skipped, and the last worker to finish writes REPORT.md.")
 flags.DEFINE_boolean("verbose", True, "Show progress.")
 
 
@@ -33,19 +40,38 @@ def _run():
     from kerasdistill.errors import DistillError
     from kerasdistill.reproduction.plans import EXPERIMENTS, experiment_plan
     from kerasdistill.reproduction.report import write_report
-    from kerasdistill.reproduction.runner import run_plan
+    from kerasdistill.reproduction.runner import (held_folders, one_run_command,
+                                                  pending_folders, run_plan)
 
     if not FLAGS.experiment:
         raise DistillError(f"--experiment is required: one of {', '.join(EXPERIMENTS)}, or all")
     names = list(EXPERIMENTS) if FLAGS.experiment == "all" else [FLAGS.experiment]
     plans = [experiment_plan(name, FLAGS.budget) for name in names]  # refuses unknown ones
+    if FLAGS.print_pending:
+        for plan in plans:
+            for folder in pending_folders(plan, FLAGS.output_dir, FLAGS.runs):
+                print(one_run_command(plan, folder, FLAGS.output_dir, FLAGS.data_dir))
+        return
     failed = 0
     if not FLAGS.report_only:
         for plan in plans:
             statuses = run_plan(plan, FLAGS.output_dir, FLAGS.data_dir, FLAGS.runs,
                                 verbose=FLAGS.verbose)
             failed += sum(status.startswith("failed") for status in statuses.values())
-    print(write_report(FLAGS.output_dir))
+            if FLAGS.verbose:
+                for folder, status in statuses.items():
+                    print(f"[{plan.name}/{plan.budget}] {folder}: {status}", file=sys.stderr)
+    running = [folder for plan in plans for folder in held_folders(plan, FLAGS.output_dir)]
+    if running and not FLAGS.report_only:
+        # Another worker on this output folder is still running: the last one to finish
+        # writes the report, once, over every run.
+        print(f"{len(running)} run(s) still running in other processes ({', '.join(running[:3])}"
+              f"{' ...' if len(running) > 3 else ''}): the last of them writes REPORT.md",
+              file=sys.stderr)
+    else:
+        print(write_report(FLAGS.output_dir))
+    # Runs whose data are absent are listed in the report with the reason; only faults
+    # and bad settings fail the command.
     if failed:
         raise DistillError(f"{failed} run(s) could not run; REPORT.md and "
                            f"{FLAGS.output_dir}/reproduce_status.json say why")

@@ -48,6 +48,7 @@ def _run():
     from kerasdistill import __version__
     from kerasdistill.data.loading import load_dataset
     from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.data.resplit import as_target
     from kerasdistill.errors import DistillError
     from kerasdistill.evaluation.train_distilled import TrainSettings, train_on_distilled
     from kerasdistill.export.distilled_set import load_distilled
@@ -67,7 +68,12 @@ def _run():
         repetitions=FLAGS.repetitions, seed=FLAGS.seed,
         model_kind=FLAGS.model_kind,
         augment=None if FLAGS.augment is None else tuple(FLAGS.augment)).resolved(distilled)
-    target = load_dataset(distilled.metadata["target"], FLAGS.data_dir, FLAGS.download)
+    # The target's test split as the run's was made (official, or its recorded re-split).
+    target = as_target(load_dataset(distilled.metadata["target"], FLAGS.data_dir,
+                                    FLAGS.download),
+                       distilled.metadata.get("target_split", "official"))
+    _check_same_resplit(target, distilled.metadata.get("target_resplit"))
+    _check_same_user_data(distilled.metadata)
     spec = get_dataset_spec(distilled.metadata["target"])
     # Normalised (and whitened) as the set's own images were.
     test_images = distilled.preprocess(target.test_images)
@@ -93,6 +99,33 @@ def _run():
           f"+- {100 * distilled.metadata['test_accuracy_std']:.2f} %)")
     if FLAGS.output_json:
         _write_output_json(FLAGS.output_json, results)
+
+
+def _check_same_resplit(target, recorded: dict | None):
+    """A re-split target must give the same test images as the run's (same data, same
+    rule): the recorded positions' fingerprint says so."""
+    from kerasdistill.errors import DistillError
+    if recorded is None or target.resplit is None:
+        return
+    for key in ("train_positions_sha256", "test_positions_sha256"):
+        if recorded.get(key) != target.resplit[key]:
+            raise DistillError(f"the re-split of {target.origin} differs from the one the set "
+                               f"was made with ({key} {target.resplit[key]} against "
+                               f"{recorded.get(key)}): other data than the run's?")
+
+
+def _check_same_user_data(metadata: dict):
+    """A set made on a user's own file is tested on that file's arrays, not on whatever
+    the recorded path holds today."""
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.errors import DistillError
+    recorded = metadata.get("target_fingerprint")
+    if recorded is None:
+        return
+    found = get_dataset_spec(metadata["target"]).fingerprint
+    if found != recorded:
+        raise DistillError(f"{metadata['target']} holds other arrays (sha256 {found}) than the "
+                           f"set was made with ({recorded})")
 
 
 def _write_output_json(path: str, results: dict):

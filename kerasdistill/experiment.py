@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +22,7 @@ from kerasdistill import __version__
 from kerasdistill.budget import default_architecture
 from kerasdistill.data.loading import ORIENTATIONS, RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.resplit import TARGET_SPLITS, as_target
 from kerasdistill.data.whitening import (DEFAULT_ZCA_REGULARIZATION, WHITENINGS, ZCAStatistics,
                                          check_zca_regularization)
 from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
@@ -86,6 +88,9 @@ class ExperimentConfig:
     # holds them (kerasdistill.data.loading.ORIENTATIONS).
     emnist_orientation: str = "as_stored"
     npz_orientation: str = "as_stored"
+    # TARGET_SPLITS: "from_test" re-splits a target that has only its test split
+    # (data/resplit.py), recorded; never chosen silently.
+    target_split: str = "official"
     test_repetitions: int = 20
     data_dir: str | None = None
     download: bool = False
@@ -139,6 +144,7 @@ class ExperimentConfig:
         require_one_of("outer_precision", self.outer_precision, OUTER_PRECISIONS)
         require_one_of("emnist_orientation", self.emnist_orientation, ORIENTATIONS)
         require_one_of("npz_orientation", self.npz_orientation, ORIENTATIONS)
+        require_one_of("target_split", self.target_split, TARGET_SPLITS)
         require_one_of("hypergradient", self.hypergradient, HYPERGRADIENT_MODES)
         if self.outer_splits <= 0:
             raise DistillError(f"outer_splits must be positive, got {self.outer_splits}")
@@ -247,7 +253,8 @@ class RunInputs:
 
 
 def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True,
-                   requested: dict | None = None) -> dict:
+                   requested: dict | None = None,
+                   finished: Callable[[], dict | None] | None = None) -> dict:
     """Runs one experiment and writes config.json, results.json, the distilled set
     and the pictures into model_dir.
 
@@ -255,7 +262,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     holds, whether it can be written) runs before the first file is written.
     `requested`: settings a caller filled in itself from defaults (the command line's
     budget table), as they were asked; config.json keeps them beside the resolved
-    values, with every "auto" setting resolved here.
+    values, with every "auto" setting resolved here. `finished`: called once this process
+    holds the folder; results it returns (another process finished the run between the
+    caller's look and the lock) are returned as they are, and nothing runs.
 
     Returns the results dictionary. Raises DistillError for bad input, and
     NonFiniteError (a DistillError) when a meta step gives NaN or infinity.
@@ -281,6 +290,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         # Again, now that no other process can write here: one may have started a
         # different run in this folder between the read-only checks and the lock.
         check_model_dir(model_dir, settings)
+        done = finished() if finished is not None else None
+        if done is not None:
+            return done
         _set_aside_results_of_fewer_epochs(model_dir, config.distill.epochs)
         config_record = {**settings, "run_identity": identity, "kerasdistill_version": __version__,
                          "tensorflow_version": tf.__version__, "python": platform.python_version(),
@@ -315,6 +327,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
             "base_indices": [int(i) for i in inputs.base_indices],
             "base_source_labels": [int(i) for i in inputs.base_labels],
             "source_origin": config.source, "target_origin": inputs.target_raw.origin,
+            "target_resplit": inputs.target_raw.resplit,
             "outer_precision": solver.outer_precision, "resolved": choices,
             "run_identity": identity, "epochs": config.distill.epochs,
             "wall_times": times,
@@ -398,7 +411,7 @@ def _load(config: ExperimentConfig, name: str) -> RawDataset:
 
 def load_inputs(config: ExperimentConfig) -> RunInputs:
     """Loads the target and source data and chooses the base examples (reads only)."""
-    target_raw = _load(config, config.target)
+    target_raw = as_target(_load(config, config.target), config.target_split)
     target = split_target(target_raw, config.distill.seed, config.num_validation,
                           config.target_set_size)
     if config.source == config.target:
@@ -408,7 +421,8 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
         candidate_labels = target_raw.train_labels[candidate_positions]
         candidate_images = target_raw.train_images[candidate_positions]
     else:
-        source_raw = _load(config, config.source)
+        source_raw = _load(config, config.source).require(
+            "train", "a source (base images come from its training split)")
         candidate_labels = source_raw.train_labels
         candidate_positions = np.arange(len(source_raw.train_labels))
         candidate_images = source_raw.train_images

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import DistillError, FolderInUseError
 
 
 def prepare_output_dir(path: str, flag: str = "--model_dir") -> str:
@@ -51,7 +51,7 @@ def _lock_holder(path: str) -> str:
 
 
 def _in_use_error(path: str, flag: str) -> DistillError:
-    return DistillError(f"{flag}={path} is in use by another process (pid "
+    return FolderInUseError(f"{flag}={path} is in use by another process (pid "
                         f"{_lock_holder(path)}); wait for it to end, or give another folder")
 
 

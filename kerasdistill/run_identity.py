@@ -36,7 +36,8 @@ OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
                       "distill.label_parameterization": "clip", "validation_steps": "learner",
                       "learner_pool": 1, "distill.augment": [],
                       "distill.validation_models": 1, "horizon_steps": 0,
-                      "whitening": "none", "zca_regularization": 0.1}
+                      "whitening": "none", "zca_regularization": 0.1,
+                      "target_split": "official"}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -77,7 +78,9 @@ def run_identity(config: dict) -> dict:
         # Written before 0.4, whose runs saw EMNIST upright (transposed back at load).
         flat["emnist_orientation"] = "upright"
     if flat.get("num_validation") is None:
-        flat["num_validation"] = get_dataset_spec(flat["target"]).num_validation
+        flat["num_validation"] = (
+            "the re-split's" if flat.get("target_split") == "from_test"  # data/resplit.py
+            else get_dataset_spec(flat["target"]).num_validation)
     if flat.get("distill.reset_window") is None:
         flat["distill.reset_window"] = default_reset_window(
             flat["distill.num_base_examples"], get_dataset_spec(flat["target"]).num_classes)

@@ -12,7 +12,7 @@ import numpy as np
 # One integer per purpose; never reorder or reuse.
 SPLIT, TARGET_SUBSET, BASE_EXAMPLES, EPOCH_ORDER, MODEL_INIT, INNER_BATCH, LEARNER, VALIDATION, \
     TEST, BASELINE, TEACHER, CLASS_MAPPING, START_VALIDATION, VALIDATION_SEARCH, \
-    LEARNER_POOL, HORIZON_INITS = range(16)
+    LEARNER_POOL, HORIZON_INITS, TEST_RESPLIT = range(17)
 
 
 def derive_seed(seed: int, purpose: int, *indices: int) -> int:

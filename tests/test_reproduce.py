@@ -51,6 +51,8 @@ def test_every_experiment_runs_at_the_smoke_budget_and_reports(name, every_datas
     for run in plan.runs:
         assert f"| {run.row} |" in report
     assert os.path.exists(tmp_path / "figures" / f"{name}_smoke.png")
+    if name == "cross_dataset":  # KMNIST's rows say their test images are a re-split's
+        assert "Target re-split (kmnist.npz): its test split cut into a pool of" in report
     # A second call finds everything finished and runs nothing.
     again = run_plan(plan, str(tmp_path), every_dataset, verbose=False)
     assert set(again.values()) == {"skipped (finished)"}
@@ -63,9 +65,25 @@ def test_a_run_whose_data_is_missing_is_reported_and_the_rest_go_on(tmp_path):
     plan = experiment_plan("cross_dataset", "smoke")
     statuses = run_plan(plan, str(tmp_path / "out"), str(data), only="*/cub200_to_cifar10_*",
                         verbose=False)
-    assert statuses and all(s.startswith("failed") for s in statuses.values())
+    # Absent data is the report's business, not a failure: "no data", with the reason.
+    assert statuses and all(s.startswith("no data: data not on this machine: dataset "
+                                         "'cub200'") for s in statuses.values()), statuses
     report = open(write_report(str(tmp_path / "out"), [plan])).read()
-    assert "not run: dataset 'cub200'" in report
+    assert "not run: data not on this machine: dataset 'cub200'" in report
+
+
+def test_the_command_succeeds_when_only_data_is_missing_and_fails_on_a_fault(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_fake_npz(str(data / "cifar10.npz"), shape=(32, 32, 3))  # no cub200.npz
+    common = ("--experiment=cross_dataset", "--budget=smoke", f"--data_dir={data}",
+              f"--output_dir={tmp_path / 'out'}", "--verbose=false")
+    done = run_cli("experiments.reproduce", *common, "--runs=*/cub200_to_cifar10_n10_ld")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "data not on this machine" in (tmp_path / "out" / "REPORT.md").read_text()
+    (data / "cub200.npz").write_bytes(b"not a zip file")  # bad input: a failure
+    failed = run_cli("experiments.reproduce", *common, "--runs=*/cub200_to_cifar10_n10_ld")
+    assert_one_error(failed, "1 run(s) could not run")
 
 
 def test_paper_plans_follow_the_budget_table():
@@ -371,3 +389,52 @@ def test_a_fault_in_a_run_is_recorded_by_its_cause_with_the_traceback_in_the_log
     runtime = ValueError("{{function_node __inference_f_12}} Incompatible shapes: [2] vs. [3]"
                          "\n\t [[{{node add}}]] [Op:__inference_f_12]\nHint: see the log")
     assert _unexpected(runtime) == "ValueError: Incompatible shapes: [2] vs. [3]"
+
+
+def test_pending_runs_print_as_one_command_each(every_dataset, tmp_path):
+    plan = experiment_plan("within_mnist", "smoke")
+    common = ("--experiment=within_mnist", "--budget=smoke", f"--data_dir={every_dataset}",
+              f"--output_dir={tmp_path}")
+    printed = run_cli("experiments.reproduce", *common, "--print_pending")
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    lines = printed.stdout.splitlines()
+    assert len(lines) == len(folders_of(plan)) == 6
+    assert all(line.startswith("python -m experiments.reproduce --experiment=within_mnist "
+                               "--budget=smoke") for line in lines)
+    assert not (tmp_path / "REPORT.md").exists()  # printing runs nothing
+    first = lines[0].split("--runs=")[1].split()[0]
+    assert first == next(iter(folders_of(plan)))
+    run_plan(plan, str(tmp_path), every_dataset, only=first, verbose=False)
+    again = run_cli("experiments.reproduce", *common, "--print_pending")
+    assert len(again.stdout.splitlines()) == 5 and first not in again.stdout
+
+
+def test_two_workers_on_one_output_folder_run_each_run_once(every_dataset, tmp_path):
+    """Two processes started at once on one plan: every run is done by exactly one of
+    them (each claims a run by its folder's lock and skips what the other holds), and the
+    report is the one a single process writes."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO_ROOT
+    common = ["-m", "experiments.reproduce", "--experiment=within_mnist", "--budget=smoke",
+              f"--data_dir={every_dataset}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT}
+    workers = [subprocess.Popen([sys.executable, *common, f"--output_dir={tmp_path / 'two'}"],
+                                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=900) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [e[-2000:] for _, e in outputs]
+    done = [{line.split("] ")[1].split(": done")[0] for line in err.splitlines()
+             if ": done in " in line} for _, err in outputs]
+    plan = experiment_plan("within_mnist", "smoke")
+    assert done[0] | done[1] == set(folders_of(plan))  # every run done ...
+    assert not done[0] & done[1]  # ... by one worker only
+    assert all(done), done  # and both workers ran some
+    one = run_cli("experiments.reproduce", *common[2:], f"--output_dir={tmp_path / 'one'}",
+                  "--verbose=false")
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    def table(folder):  # the report less its wall times and figures (they differ by run)
+        text = (tmp_path / folder / "REPORT.md").read_text()
+        return text.split("<details>")[0]
+    assert table("two") == table("one")

@@ -3,20 +3,24 @@
 Both paths return the official train and test splits as uint8 NHWC images and
 int64 labels counted from 0, checked against the registry's facts so that a wrong
 file fails loudly here rather than training on garbage.
+
+A local file may hold only one of the two splits (EMNIST letters' training split,
+KMNIST's official test files): the split it lacks is None, and whoever needs it
+(`RawDataset.require`) refuses with one error naming the split and the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 
 import numpy as np
 
+from kerasdistill.data.npz_files import SPLITS, read_npz, read_single_array
 from kerasdistill.data.registry import DatasetSpec, get_dataset_spec
-from kerasdistill.errors import DistillError, require_one_of
+from kerasdistill.data.user_data import user_dataset_arrays
+from kerasdistill.errors import DataNotFoundError, DistillError, require_one_of
 
-_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # How the images of a dataset stored transposed (EMNIST) are handed to a run: "as_stored"
 # (transposed, as torchvision gave them to the paper's runs) or "upright".
 ORIENTATIONS = ("as_stored", "upright")
@@ -24,14 +28,36 @@ ORIENTATIONS = ("as_stored", "upright")
 
 @dataclasses.dataclass(frozen=True)
 class RawDataset:
-    """Official splits of one dataset, as stored (uint8 images, labels from 0)."""
+    """Official splits of one dataset, as stored (uint8 images, labels from 0).
+
+    A split the data lack is None (its images and labels both). `resplit` is the
+    record of a re-split (data/resplit.py) when these "splits" were cut from one
+    official split, else None.
+    """
 
     spec: DatasetSpec
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+    train_images: np.ndarray | None
+    train_labels: np.ndarray | None
+    test_images: np.ndarray | None
+    test_labels: np.ndarray | None
     origin: str  # the file or TFDS builder it came from, for the results
+    resplit: dict | None = None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits present, of ("train", "test")."""
+        return tuple(split for split in SPLITS if getattr(self, f"{split}_images") is not None)
+
+    def require(self, split: str, role: str, remedy: str = "") -> "RawDataset":
+        """Itself, or one DistillError saying that `role` (e.g. "the target") needs
+        `split`, which these data lack."""
+        if split not in self.splits:
+            raise DataNotFoundError(
+                f"{self.spec.name} ({self.origin}) has no {split} split, which {role} needs: "
+                f"the data hold only the {' and '.join(self.splits)} split"
+                f"{'s' if len(self.splits) > 1 else ''}"
+                f"{'. ' + remedy if remedy else ''}")
+        return self
 
 
 def load_dataset(name: str, data_dir: str | None = None, download: bool = False,
@@ -39,7 +65,8 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False,
     """Loads dataset `name` from `<data_dir>/<name>.npz` or through TFDS.
 
     Args:
-      name: a registered dataset name (see `dataset_names()`).
+      name: a registered dataset name (see `dataset_names()`), or the path of a user's
+        own dataset (data/user_data.py; `data_dir` is then not used).
       data_dir: a folder that may hold `<name>.npz` (Keras layout) and/or
         prepared TFDS data. None: TFDS's default folder only.
       download: whether TFDS may download and prepare the data when it is not
@@ -56,26 +83,44 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False,
     spec = get_dataset_spec(name)
     require_one_of("orientation", orientation, ORIENTATIONS)
     require_one_of("npz_orientation", npz_orientation, ORIENTATIONS)
+    if spec.local_path:  # a user's own file or folder (data/user_data.py), read and checked
+        arrays = user_dataset_arrays(spec.local_path)
+        origin = f"{os.path.basename(os.path.normpath(spec.local_path))} (sha256 " \
+                 f"{spec.fingerprint})"
+        return _validated(spec, arrays, origin)
     npz_path = os.path.join(data_dir, f"{name}.npz") if data_dir else None
     held = "as_stored"
-    official = [os.path.join(data_dir, file) for _, file in spec.official_files] if data_dir \
-        else []
+    official = _official_files_present(spec, data_dir)
     if npz_path and os.path.exists(npz_path):
-        arrays = _read_npz(npz_path)
+        arrays = read_npz(npz_path)
         # The file's name, not its path: results must not carry this machine's folders.
         origin = os.path.basename(npz_path)
         held = npz_orientation
-    elif official and all(os.path.exists(path) for path in official):
-        arrays = {key: _read_single_array(path) for (key, _), path in
-                  zip(spec.official_files, official)}
-        origin = "+".join(file for _, file in spec.official_files)
+    elif official:
+        arrays = {key: read_single_array(os.path.join(data_dir, file))
+                  for key, file in official}
+        origin = "+".join(file for _, file in official)
     elif spec.tfds_name is None:
-        raise DistillError(_not_found_message(spec, npz_path, data_dir))
+        raise DataNotFoundError(_not_found_message(spec, npz_path, data_dir))
     else:
         arrays = _read_tfds(spec, data_dir, download, npz_path)
         origin = f"tfds:{spec.tfds_name}"
     transpose = spec.stored_transposed and held != orientation
     return _validated(spec, arrays, origin, transpose)
+
+
+def _official_files_present(spec: DatasetSpec, data_dir: str | None) -> list[tuple[str, str]]:
+    """The (array key, file) pairs of the dataset's official files in data_dir, by whole
+    split: a split counts when both its files (images and labels) are there."""
+    if not data_dir:
+        return []
+    files = dict(spec.official_files)
+    present = []
+    for split in SPLITS:
+        pair = [(key, files[key]) for key in (f"x_{split}", f"y_{split}") if key in files]
+        if len(pair) == 2 and all(os.path.exists(os.path.join(data_dir, f)) for _, f in pair):
+            present.extend(pair)
+    return present
 
 
 def _not_found_message(spec: DatasetSpec, npz_path: str | None, data_dir: str | None) -> str:
@@ -86,54 +131,16 @@ def _not_found_message(spec: DatasetSpec, npz_path: str | None, data_dir: str | 
             f"(Keras layout: x_train, y_train, x_test, y_test) in --data_dir")
 
 
-def _read_single_array(path: str) -> np.ndarray:
-    """An official npz of one array (`arr_0`), checked like a Keras-layout file."""
-    if not zipfile.is_zipfile(path):
-        raise DistillError(f"{path} is not a readable .npz file (not a complete zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if npz.files != ["arr_0"]:
-                raise DistillError(f"{path} holds the arrays {npz.files}; expected one array "
-                                   f"arr_0, as the dataset's official files have")
-            return npz["arr_0"]
-    except DistillError:
-        raise
-    except Exception as error:  # noqa: BLE001 - as in _read_npz
-        raise DistillError(f"cannot read {path} as an .npz file (truncated or damaged?): "
-                           f"{type(error).__name__}") from None
-
-
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    if not zipfile.is_zipfile(path):
-        raise DistillError(f"{path} is not a readable .npz file (not a complete zip archive: "
-                           f"truncated, or another kind of file); expected the Keras layout "
-                           f"with arrays {list(_NPZ_KEYS)}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in _NPZ_KEYS if key not in npz.files]
-            if missing:
-                raise DistillError(
-                    f"{path} lacks the arrays {missing}; expected the Keras layout "
-                    f"with arrays {list(_NPZ_KEYS)}")
-            return {key: npz[key] for key in _NPZ_KEYS}
-    except DistillError:
-        raise
-    except Exception as error:  # noqa: BLE001 - zip, zlib, lzma and numpy each raise their own
-        # A truncated or damaged archive fails while an array is decompressed:
-        # zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, ValueError, OSError...
-        message = str(error).splitlines()[0] if str(error) else ""
-        raise DistillError(f"cannot read {path} as an .npz file (truncated or damaged?): "
-                           f"{type(error).__name__}: {message[:200]}") from None
-
-
 def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
                npz_path: str | None) -> dict[str, np.ndarray]:
     # Imported here: TFDS takes seconds to import and most runs use local files.
     import tensorflow_datasets as tfds
 
     looked_for = f"{npz_path} was not found, and " if npz_path else ""
+    official = (f"its official files ({', '.join(file for _, file in spec.official_files)}; "
+                f"both files of a split at least) or " if spec.official_files else "")
     how_to_fix = (
-        f"Either put {spec.name}.npz (arrays x_train, y_train, x_test, y_test, as in "
+        f"Either put {official}{spec.name}.npz (arrays x_train, y_train, x_test, y_test, as in "
         f"keras.datasets' mnist.npz; source: {spec.url}) in --data_dir, or allow "
         f"tensorflow-datasets to download '{spec.tfds_name}' (--download) on a machine "
         f"with internet access.")
@@ -143,7 +150,7 @@ def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
     except Exception as error:  # TFDS raises many types (AssertionError, OSError, ...).
         state = ("could not be downloaded or loaded" if download
                  else "could not be loaded (not prepared? --download is off)")
-        raise DistillError(
+        raise DataNotFoundError(
             f"dataset {spec.name!r}: {looked_for}TFDS dataset '{spec.tfds_name}' {state} "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
             f"{how_to_fix}") from None
@@ -170,8 +177,10 @@ def _resized(images, image_shape):
 
 def _validated(spec: DatasetSpec, arrays: dict[str, np.ndarray], origin: str,
                transpose: bool = False) -> RawDataset:
-    out = {}
-    for split in ("train", "test"):
+    out = {split: (None, None) for split in SPLITS}
+    for split in SPLITS:
+        if f"x_{split}" not in arrays:
+            continue
         images = np.asarray(arrays[f"x_{split}"])
         labels = np.asarray(arrays[f"y_{split}"]).astype(np.int64).reshape(-1)
         if images.ndim == 3:  # greyscale stored without a channel axis

@@ -2,65 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+from kerasdistill.data.spec import (COLOUR_MEAN, COLOUR_STD, GREYSCALE_MEAN,  # noqa: F401
+                                    GREYSCALE_STD, DatasetSpec)
+from kerasdistill.data.user_data import is_dataset_path, user_dataset_spec
 from kerasdistill.errors import DistillError
-
-# SPEC section 3: one normalisation for every greyscale target, one for every colour target.
-GREYSCALE_MEAN = (0.1307,)
-GREYSCALE_STD = (0.3081,)
-COLOUR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
-COLOUR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """What the protocol needs to know about one dataset.
-
-    Attributes:
-      name: our name, also the stem of the local file `<name>.npz`.
-      tfds_name: the tensorflow-datasets builder name.
-      image_shape: (height, width, channels) after loading.
-      num_classes: number of classes the labels use.
-      num_validation: examples held out of the official train split for validation.
-      label_offset: subtracted from the stored labels (EMNIST letters count from 1).
-      stored_transposed: the dataset's files (and TFDS, and torchvision, which the
-        authors' code loads) hold the images transposed relative to upright (EMNIST).
-        Runs see them as stored by default, as the paper's runs did
-        (`orientation="upright"` transposes them back).
-      url: where users obtain the data by hand, for error messages.
-      class_names: a name per class, in label order (empty: the class numbers).
-      official_files: the dataset's own file layout in --data_dir, read when
-        `<name>.npz` is absent: {"x_train": file, "y_train": ..., "x_test": ...,
-        "y_test": ...}, each an npz holding one array `arr_0` (Kuzushiji-49's layout).
-      resize_on_load: images come in varying sizes (CUB) and are resized to
-        `image_shape` as they load (bilinear, antialiased).
-    """
-
-    name: str
-    tfds_name: str | None               # None: not in tensorflow-datasets
-    image_shape: tuple[int, int, int]
-    num_classes: int
-    num_validation: int
-    label_offset: int = 0
-    stored_transposed: bool = False
-    url: str = ""
-    class_names: tuple[str, ...] = ()
-    official_files: tuple[tuple[str, str], ...] = ()
-    resize_on_load: bool = False
-
-    def class_name_list(self) -> list[str]:
-        """Names for every class: the registered ones, or the class numbers."""
-        return list(self.class_names) or [str(c) for c in range(self.num_classes)]
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return GREYSCALE_MEAN if self.image_shape[-1] == 1 else COLOUR_MEAN
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return GREYSCALE_STD if self.image_shape[-1] == 1 else COLOUR_STD
-
 
 _DATASETS: dict[str, DatasetSpec] = {}
 
@@ -73,11 +18,16 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
+    """A registered dataset by name, or a user's dataset by path (a `.npz` file or a
+    folder of them: data/user_data.py)."""
+    if is_dataset_path(name):
+        return user_dataset_spec(name)
     try:
         return _DATASETS[name]
     except KeyError:
         raise DistillError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}"
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}, or "
+            f"a path to your own: a Keras-layout .npz file or a folder of them"
         ) from None
 
 
@@ -96,6 +46,9 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     name="kmnist", tfds_name="kmnist", image_shape=(28, 28, 1), num_classes=10,
     num_validation=10_000, url="https://github.com/rois-codh/kmnist",
+    # Its official npz files, read by split (a machine may hold only the test files).
+    official_files=(("x_train", "kmnist-train-imgs.npz"), ("y_train", "kmnist-train-labels.npz"),
+                    ("x_test", "kmnist-test-imgs.npz"), ("y_test", "kmnist-test-labels.npz")),
     # Romanised readings of the ten Kuzushiji-MNIST characters (its classmap file).
     class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")))
 register_dataset(DatasetSpec(

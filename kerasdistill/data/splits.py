@@ -65,12 +65,16 @@ def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
     Args:
       raw: the loaded dataset.
       seed: the run's seed; the same seed gives the same split.
-      num_validation: examples held out; default: the registry's (10,000 for MNIST).
+      num_validation: examples held out; default: the registry's (10,000 for MNIST), or a
+        re-split's own.
       target_set_size: keep only this many training examples (SPEC 5.5);
         default: all that remain after the validation split.
     """
     spec = raw.spec
-    num_validation = spec.num_validation if num_validation is None else num_validation
+    raw.require("train", "the target").require("test", "the target")
+    if num_validation is None:  # a re-split test split sets its own (data/resplit.py)
+        num_validation = (raw.resplit["sizes"]["validation"] if raw.resplit
+                          else spec.num_validation)
     num_official = len(raw.train_images)
     if not 0 < num_validation < num_official:
         raise DistillError(

@@ -14,6 +14,7 @@ import numpy as np
 from kerasdistill import __version__
 from kerasdistill.data.loading import load_dataset
 from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.resplit import as_target
 from kerasdistill.data.splits import adapt_images, split_target
 from kerasdistill.data.whitening import ZCAStatistics
 from kerasdistill.errors import DistillError
@@ -54,7 +55,7 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
     target = get_dataset_spec(config["target"])
     source = get_dataset_spec(config.get("source") or config["target"])
     distill = config["distill"]
-    return {
+    metadata = {
         "target": target.name, "source": source.name, "source_split": "train",
         "class_names": target.class_name_list(),
         "source_class_names": source.class_name_list(),
@@ -86,6 +87,15 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
         "kerasdistill_version": __version__,
         "tensorflow_version": _tensorflow_version(),
     }
+    if config.get("target_split", "official") != "official":
+        # The target's splits were cut from its test split (data/resplit.py): the record
+        # says which images test the set, and experiments.train cuts them again.
+        metadata.update(target_split=config["target_split"],
+                        target_resplit=results.get("target_resplit"))
+    for role, spec in (("target", target), ("source", source)):
+        if spec.fingerprint:  # a user's own data (data/user_data.py): which arrays exactly
+            metadata[f"{role}_fingerprint"] = spec.fingerprint
+    return metadata
 
 
 def _whitening_recipe(config: dict) -> dict:
@@ -196,9 +206,10 @@ def _refitted_whitening(config: dict, results: dict, data_dir: str | None, downl
     if "whitening" not in results:
         raise DistillError("the run whitened its images but its results.json lacks the "
                            "whitening's fingerprint: it cannot be checked when fitted again")
-    raw = load_dataset(config["target"], data_dir if data_dir is not None else
-                       config.get("data_dir"), download, _emnist_orientation(config),
-                       config.get("npz_orientation", "as_stored"))
+    raw = as_target(load_dataset(config["target"], data_dir if data_dir is not None else
+                                 config.get("data_dir"), download, _emnist_orientation(config),
+                                 config.get("npz_orientation", "as_stored")),
+                    config.get("target_split", "official"))
     whitening = run_whitening(config, split_target(raw, config["distill"]["seed"],
                                                    config.get("num_validation"),
                                                    config.get("target_set_size")))

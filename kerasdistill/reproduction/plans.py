@@ -38,6 +38,10 @@ CROSS_PAIRS = (("emnist_letters", "mnist"), ("emnist_letters", "kmnist"),
                ("emnist_letters", "kuzushiji49"), ("cub200", "cifar10"),
                # The pairs these machines hold the data for (SPEC 6).
                ("fashion_mnist", "mnist"), ("mnist", "fashion_mnist"))
+# Targets whose splits every plan cuts from their test split (data/resplit.py): this
+# project's machines hold only KMNIST's official test files (SPEC 6). Stated in the
+# report's captions; the same on a machine that has the training files too.
+TEST_RESPLIT_TARGETS = ("kmnist",)
 TARGET_SET_SIZES = (100, 500, 1000, 5000, 10000, 20000, None)  # None: all 50,000
 TRANSFER_ARCHITECTURES = ("alexnet", "lenet", "resnet", "convnet")
 TRANSFER_OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
@@ -132,6 +136,8 @@ def _config(budget: str, target: str, n: int, method: str, baseline: str = "none
     if not changes.get("target_set_size") and epochs is None:
         changes = {**_evaluated_further(budget, target, n, method, baseline, source), **changes}
     settings = _budget_settings(budget, target, n, epochs)
+    if target in TEST_RESPLIT_TARGETS:
+        changes = {"target_split": "from_test", **changes}
     architecture = changes.pop("architecture", protocol_budget(target, n).architecture)
     experiment = {**settings["experiment"], **changes}
     return ExperimentConfig(
@@ -196,9 +202,10 @@ def _cifar100(budget: str) -> ExperimentPlan:
                           "(n_i = 100, 800 epochs, G = 100).", tuple(runs))
 
 
-# Smoke: one pair with more source than target classes, one with fewer, one resized.
+# Smoke: one pair with more source than target classes, one with fewer, one resized, one
+# whose target is re-split from its test split.
 _SMOKE_PAIRS = (("emnist_letters", "mnist"), ("emnist_letters", "kuzushiji49"),
-                ("cub200", "cifar10"))
+                ("cub200", "cifar10"), ("emnist_letters", "kmnist"))
 
 
 def _cross_dataset(budget: str) -> ExperimentPlan:

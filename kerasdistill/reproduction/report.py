@@ -158,6 +158,7 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
         lines.append("| " + " | ".join([row, *values, *paper]) + " |")
     if pending:
         lines += ["", f"Not run yet: {', '.join(pending)} (the runs below say why)."]
+    lines += resplit_captions(results for results, _ in loaded.values())
     lines += _fixed_labelling_verdicts(rows, cells)
     if plan.name == "beyond":
         lines += beyond_verdicts(rows, columns, {key: cell[0] for key, cell in cells.items()})
@@ -191,19 +192,41 @@ def _plan_section(plan: ExperimentPlan, output_dir: str, failures: dict) -> list
     return lines
 
 
+def resplit_captions(all_results) -> list[str]:
+    """One line per target whose splits a run cut from its test split (data/resplit.py),
+    so that no table hides that its test images are not the official test split."""
+    seen = {}
+    for results in all_results:
+        record = (results or {}).get("target_resplit")
+        if record:
+            seen.setdefault(record["origin"], record)
+    lines = []
+    for origin, record in sorted(seen.items()):
+        sizes = record["sizes"]
+        lines.append(f"Target re-split ({origin}): its {record['from_split']} split cut into "
+                     f"a pool of {sizes['pool']:,}, {sizes['validation']:,} validation and "
+                     f"{sizes['test']:,} test images (stratified, seed {record['seed']}, "
+                     f"the same for every run); these rows are tested on those "
+                     f"{sizes['test']:,}, not on an official test split.")
+    return ["", *lines] if lines else []
+
+
 # The fixed labellings LD is judged against in a cross-dataset row (issue 9).
 _FIXED_LABELLINGS = ("uniform", "class mapping")
 
 
 def _fixed_labelling_verdicts(rows, cells) -> list[str]:
     """One plain sentence per row holding LD and both fixed labellings: does LD beat
-    both, and by more than the two runs' spread (the sum of their stds)?"""
+    both, and the teacher's labels where the row has them, and by more than the two
+    runs' spread (the sum of their stds)?"""
     lines = []
     for row in rows:
         summaries = {c: cells[row, c][0] for c in ("LD", *_FIXED_LABELLINGS)
                      if (row, c) in cells}
         if len(summaries) < 3 or any(s is None for s in summaries.values()):
             continue
+        if (row, "teacher") in cells and cells[row, "teacher"][0] is not None:
+            summaries["teacher"] = cells[row, "teacher"][0]
         ld = summaries.pop("LD")
         verdicts = []
         for name, other in summaries.items():

@@ -8,13 +8,15 @@ import dataclasses
 import fnmatch
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
 
-from kerasdistill.errors import DistillError
+from kerasdistill.errors import DataNotFoundError, DistillError, FolderInUseError
 from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
-from kerasdistill.files import folder_held_briefly, read_json, write_json_atomic
+from kerasdistill.files import (check_not_in_use, folder_held_briefly, read_json,
+                               write_json_atomic)
 from kerasdistill.reproduction.plans import ExperimentPlan
 from kerasdistill.run_identity import run_identity
 
@@ -50,10 +52,21 @@ def why_not_finished(results: dict | None, config: ExperimentConfig, keys) -> st
     return f"no {', '.join(missing)} yet" if missing else None
 
 
-def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
+def finished_results(folder: str, config: ExperimentConfig, keys) -> dict | None:
+    """The folder's results.json when it holds this run, finished as planned; else None."""
     path = os.path.join(folder, "results.json")
     results = read_json(path, "a run's results") if os.path.exists(path) else None
-    return why_not_finished(results, config, keys) is None
+    return results if why_not_finished(results, config, keys) is None else None
+
+
+def is_finished(folder: str, config: ExperimentConfig, keys) -> bool:
+    return finished_results(folder, config, keys) is not None
+
+
+def pending_folders(plan: ExperimentPlan, output_dir: str, only: str | None = None) -> list:
+    """The plan's folders that are not finished as planned, in plan order."""
+    return [folder for folder, (config, keys) in folders_of(plan, only).items()
+            if not is_finished(os.path.join(output_dir, folder), config, keys)]
 
 
 def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple]:
@@ -68,6 +81,27 @@ def folders_of(plan: ExperimentPlan, only: str | None = None) -> dict[str, tuple
             raise AssertionError(f"plan {plan.name} gives {run.folder} two configs")
         keys.append(run.result_key)
     return folders
+
+
+def held_folders(plan: ExperimentPlan, output_dir: str) -> list[str]:
+    """The plan's folders that another process holds now (a worker running them)."""
+    held = []
+    for folder in folders_of(plan):
+        try:
+            check_not_in_use(os.path.join(output_dir, folder))
+        except FolderInUseError:
+            held.append(folder)
+    return held
+
+
+def one_run_command(plan: ExperimentPlan, folder: str, output_dir: str,
+                    data_dir: str | None) -> str:
+    """A shell command that runs the one folder of `plan` (a job runner's line)."""
+    words = ["python", "-m", "experiments.reproduce", f"--experiment={plan.name}",
+             f"--budget={plan.budget}", f"--output_dir={output_dir}", f"--runs={folder}"]
+    if data_dir:
+        words.append(f"--data_dir={data_dir}")
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def _record_status(status_path: str, folder: str, reason: str | None):
@@ -102,7 +136,10 @@ def _unexpected(error: Exception) -> str:
 def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
              only: str | None = None, verbose: bool = True) -> dict[str, str]:
     """Runs every unfinished folder of `plan`; returns {folder: status} with status
-    "done", "skipped (finished)" or "failed: <reason>", and records the failures in
+    "done", "skipped (finished)", "skipped (held by another process)" (another worker on
+    the same output folder runs it: each run is claimed by its folder's lock),
+    "no data: <reason>" (the data are not on this machine: not a failure) or
+    "failed: <reason>", and records why a run did not finish in
     <output_dir>/reproduce_status.json for the report."""
     statuses = {}
     status_path = os.path.join(output_dir, STATUS_FILE)
@@ -117,11 +154,27 @@ def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
             print(f"[{plan.name}/{plan.budget}] {folder}", file=sys.stderr)
         start = time.perf_counter()
         try:
-            run_experiment(config, model_dir, verbose=verbose)
+            # Looked at again under the folder's lock: another worker may have finished it
+            # since the look above.
+            found = {}
+
+            def finished_meanwhile(model_dir=model_dir, config=config, keys=keys):
+                found["results"] = finished_results(model_dir, config, keys)
+                return found["results"]
+            run_experiment(config, model_dir, verbose=verbose, finished=finished_meanwhile)
+        except FolderInUseError:
+            statuses[folder] = "skipped (held by another process)"
+            if verbose:
+                print("  skipped: another process is running it", file=sys.stderr)
+            continue
         except Exception as error:  # noqa: BLE001 - one run's failure (bad input, out of
             # memory, a TensorFlow error) is recorded and the other runs go on
             reason = str(error) if isinstance(error, DistillError) else _unexpected(error)
-            statuses[folder] = f"failed: {reason}"
+            if isinstance(error, DataNotFoundError):
+                reason = f"data not on this machine: {reason}"
+                statuses[folder] = f"no data: {reason}"
+            else:
+                statuses[folder] = f"failed: {reason}"
             _record_status(status_path, folder, reason)
             if not isinstance(error, DistillError):
                 # Not bad input but a fault: the whole traceback, verbose or not, so a
@@ -130,6 +183,7 @@ def run_plan(plan: ExperimentPlan, output_dir: str, data_dir: str | None,
             if verbose:
                 print(f"  not run: {reason}", file=sys.stderr)
         else:
-            statuses[folder] = f"done in {time.perf_counter() - start:.0f} s"
+            statuses[folder] = ("skipped (finished)" if found.get("results") is not None
+                                else f"done in {time.perf_counter() - start:.0f} s")
             _record_status(status_path, folder, None)
     return statuses
