@@ -21,6 +21,9 @@ from experiments import entry_point
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("distilled", None, "A distilled set folder (a run's distilled_set/).")
+flags.DEFINE_string("target", None, "The dataset whose test split the models are tested on "
+                    "(default: the set's own target; give the path here when a set made on "
+                    "your own file travelled to another folder or machine).")
 flags.DEFINE_string("architecture", None, "Model architecture (default: the set's).")
 flags.DEFINE_enum("optimizer", None, ["adam", "sgd", "sgd_momentum", "rmsprop"],
                   "Keras optimizer (default: the set's recipe, Adam).")
@@ -69,12 +72,14 @@ def _run():
         model_kind=FLAGS.model_kind,
         augment=None if FLAGS.augment is None else tuple(FLAGS.augment)).resolved(distilled)
     # The target's test split as the run's was made (official, or its recorded re-split).
-    target = as_target(load_dataset(distilled.metadata["target"], FLAGS.data_dir,
-                                    FLAGS.download),
-                       distilled.metadata.get("target_split", "official"))
+    target = load_dataset(FLAGS.target or distilled.metadata["target"], FLAGS.data_dir,
+                          FLAGS.download)
+    if distilled.metadata.get("target_split", "official") != "official":
+        target = as_target(target, distilled.metadata["target_split"])
+    target.require("test", "experiments.train (its models are tested on the test split)")
     _check_same_resplit(target, distilled.metadata.get("target_resplit"))
-    _check_same_user_data(distilled.metadata)
-    spec = get_dataset_spec(distilled.metadata["target"])
+    _check_same_user_data(distilled.metadata, FLAGS.target or distilled.metadata["target"])
+    spec = get_dataset_spec(FLAGS.target or distilled.metadata["target"])
     # Normalised (and whitened) as the set's own images were.
     test_images = distilled.preprocess(target.test_images)
     if FLAGS.verbose:
@@ -107,24 +112,26 @@ def _check_same_resplit(target, recorded: dict | None):
     from kerasdistill.errors import DistillError
     if recorded is None or target.resplit is None:
         return
-    for key in ("train_positions_sha256", "test_positions_sha256"):
-        if recorded.get(key) != target.resplit[key]:
+    for key in ("train_positions_sha256", "test_positions_sha256", "test_images_sha256"):
+        if key in recorded and recorded[key] != target.resplit[key]:
             raise DistillError(f"the re-split of {target.origin} differs from the one the set "
                                f"was made with ({key} {target.resplit[key]} against "
                                f"{recorded.get(key)}): other data than the run's?")
 
 
-def _check_same_user_data(metadata: dict):
+def _check_same_user_data(metadata: dict, target: str):
     """A set made on a user's own file is tested on that file's arrays, not on whatever
-    the recorded path holds today."""
+    the path holds today; and a set of a registered dataset on that dataset."""
     from kerasdistill.data.registry import get_dataset_spec
     from kerasdistill.errors import DistillError
     recorded = metadata.get("target_fingerprint")
-    if recorded is None:
+    found = get_dataset_spec(target).fingerprint
+    if recorded is None and found is None:
+        if target != metadata["target"]:
+            raise DistillError(f"--target={target}: the set was made for {metadata['target']}")
         return
-    found = get_dataset_spec(metadata["target"]).fingerprint
     if found != recorded:
-        raise DistillError(f"{metadata['target']} holds other arrays (sha256 {found}) than the "
+        raise DistillError(f"{target} holds other arrays (sha256 {found}) than the "
                            f"set was made with ({recorded})")
 
 

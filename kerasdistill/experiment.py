@@ -22,6 +22,7 @@ from kerasdistill import __version__
 from kerasdistill.budget import default_architecture
 from kerasdistill.data.loading import ORIENTATIONS, RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.user_data import user_data_record
 from kerasdistill.data.resplit import TARGET_SPLITS, as_target
 from kerasdistill.data.whitening import (DEFAULT_ZCA_REGULARIZATION, WHITENINGS, ZCAStatistics,
                                          check_zca_regularization)
@@ -249,6 +250,7 @@ class RunInputs:
     base_images: np.ndarray         # normalised (and whitened, with `whitening`)
     base_labels: np.ndarray         # their classes in the source dataset
     base_indices: np.ndarray        # positions in the source's official train split
+    source_origin: str              # the file or TFDS builder the base images came from
     whitening: ZCAStatistics | None = None  # fitted on target.train_images (--whitening=zca)
 
 
@@ -326,7 +328,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
             "labels": np.asarray(labels).tolist(),
             "base_indices": [int(i) for i in inputs.base_indices],
             "base_source_labels": [int(i) for i in inputs.base_labels],
-            "source_origin": config.source, "target_origin": inputs.target_raw.origin,
+            "source_origin": inputs.source_origin, "target_origin": inputs.target_raw.origin,
             "target_resplit": inputs.target_raw.resplit,
             "outer_precision": solver.outer_precision, "resolved": choices,
             "run_identity": identity, "epochs": config.distill.epochs,
@@ -334,6 +336,11 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         })
         if inputs.whitening is not None:
             results["whitening"] = inputs.whitening.fingerprint()
+        user_data = {role: user_data_record(get_dataset_spec(name)) for role, name in
+                     (("target", config.target), ("source", config.source))
+                     if get_dataset_spec(name).local_path}
+        if user_data:  # a user's own files: what they held, for export and train to check
+            results["user_data"] = user_data
         products = write_run_products(
             config_record, results, inputs.base_images_uint8, solver.recipe(),
             os.path.join(model_dir, DISTILLED_DIR), os.path.join(model_dir, PLOTS_DIR),
@@ -385,9 +392,10 @@ def _resolve_device_choices(config: ExperimentConfig, solver, inputs: RunInputs)
 def _check_model_dir_before_writing(model_dir: str, settings: dict):
     """Reads only: what model_dir holds must be this run, the folder must be creatable,
     and the set, written at the very end, must not meet a foreign folder after hours."""
+    # First: a folder another process holds may have its checkpoint half-written.
+    check_not_in_use(model_dir)
     check_model_dir(model_dir, settings)
     check_creatable(model_dir, "--model_dir")
-    check_not_in_use(model_dir)
     check_replaceable(os.path.join(model_dir, DISTILLED_DIR), "the run's distilled set folder")
 
 
@@ -420,12 +428,14 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
         candidate_positions = target.base_pool_positions
         candidate_labels = target_raw.train_labels[candidate_positions]
         candidate_images = target_raw.train_images[candidate_positions]
+        source_origin = target_raw.origin
     else:
         source_raw = _load(config, config.source).require(
             "train", "a source (base images come from its training split)")
         candidate_labels = source_raw.train_labels
         candidate_positions = np.arange(len(source_raw.train_labels))
         candidate_images = source_raw.train_images
+        source_origin = source_raw.origin
     chosen = select_base_examples(candidate_labels, config.distill.num_base_examples,
                                   get_dataset_spec(config.source).num_classes,
                                   config.base_selection == "balanced", config.distill.seed)
@@ -437,7 +447,8 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
         base_images = whitening(base_images)
     return RunInputs(target_raw=target_raw, target=target, base_images_uint8=images_uint8,
                      base_images=base_images, base_labels=candidate_labels[chosen],
-                     base_indices=candidate_positions[chosen], whitening=whitening)
+                     base_indices=candidate_positions[chosen], source_origin=source_origin,
+                     whitening=whitening)
 
 
 def run_whitening(config, target: TargetSplits) -> ZCAStatistics | None:

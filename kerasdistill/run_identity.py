@@ -71,6 +71,7 @@ def _settings() -> tuple[set, dict]:
 def run_identity(config: dict) -> dict:
     """The identity of the run that `config` (a resolved config.json dict) describes."""
     from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.data.user_data import identity_name
     from kerasdistill.distill.resets import default_reset_window
     names, defaults = _settings()
     flat = {**defaults, **_flatten(config)}
@@ -102,6 +103,9 @@ def run_identity(config: dict) -> dict:
     for key, default in OMITTED_AT_DEFAULT.items():
         if flat.get(key, default) == default:
             flat.pop(key, None)
+    for key in ("target", "source"):
+        if flat.get(key):  # a user's data by its contents, not by the path's spelling
+            flat[key] = identity_name(flat[key])
     keep = (names & set(flat)) - FREE_SETTINGS - EXTENSIBLE_SETTINGS
     return {key: flat[key] for key in sorted(keep)}
 
@@ -119,6 +123,21 @@ def _refuse(model_dir: str, where: str, differences: list[str]):
         f"Nothing was changed. Use another --model_dir, or repeat the run's own settings "
         f"(free to change: --epochs upwards, --test_repetitions, the transfer flags, "
         f"--jit_compile, --data_dir)")
+
+
+def _check_same_user_data(model_dir: str, stored_config: dict, requested: dict):
+    """A user's dataset (a path) must still hold the arrays the run began with: the
+    identity config.json recorded names them by fingerprint (recomputing it would read
+    the file as it is now)."""
+    from kerasdistill.data.user_data import is_dataset_path
+    recorded = stored_config.get("run_identity") or {}
+    for key in ("target", "source"):
+        name = stored_config.get(key)
+        if name and is_dataset_path(name) and key in recorded and \
+                recorded[key] != requested.get(key):
+            raise DistillError(f"--model_dir={model_dir} holds a run begun on {recorded[key]}; "
+                               f"{name} now holds {requested.get(key)}. Nothing was changed: "
+                               f"give the run its data back, or use another --model_dir")
 
 
 def check_model_dir(model_dir: str, config: dict):
@@ -140,6 +159,7 @@ def check_model_dir(model_dir: str, config: dict):
         differences = identity_differences(run_identity(stored_config), requested)
         if differences:
             _refuse(model_dir, "a run", differences)
+        _check_same_user_data(model_dir, stored_config, requested)
         stored_epochs = stored_config.get("distill", {}).get("epochs", epochs)
         if stored_epochs > epochs:
             raise DistillError(

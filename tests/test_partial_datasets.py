@@ -68,15 +68,18 @@ def test_real_kmnist_re_split_is_stratified_fixed_and_disjoint():
     first, second = as_target(raw, "from_test"), as_target(raw, "from_test")
     assert first.resplit == second.resplit  # the same cut every time, for every run
     np.testing.assert_array_equal(first.test_images, second.test_images)
-    assert first.resplit["sizes"] == {"pool": 6000, "validation": 1000, "test": 3000}
+    assert first.resplit["sizes"] == {"train": 7000, "test": 3000}
+    assert first.resplit["default_validation"] == 1000
     assert first.resplit["train_positions_sha256"] == "6e2021fec43b518a"
     assert first.resplit["test_positions_sha256"] == "8e0aec0e1bd0b061"
     assert np.bincount(first.test_labels).tolist() == [300] * 10
     assert np.bincount(first.train_labels).tolist() == [700] * 10
-    # Every official test image lands in exactly one part.
-    together = np.concatenate([first.train_images, first.test_images]).reshape(10_000, -1)
-    assert len(np.unique(together, axis=0)) == len(np.unique(
-        raw.test_images.reshape(10_000, -1), axis=0))
+    # Every official test image lands in exactly one part, with its own label.
+    def images_and_labels(images, labels):
+        return sorted(_sha(image) + str(label) for image, label in zip(images, labels))
+    assert images_and_labels(np.concatenate([first.train_images, first.test_images]),
+                             np.concatenate([first.train_labels, first.test_labels])) == \
+        images_and_labels(raw.test_images, raw.test_labels)
     # The run's seed draws validation from the 7,000; the 3,000 test images stay.
     for seed in (0, 1234):
         splits = split_target(first, seed)
@@ -127,7 +130,8 @@ def test_the_re_split_is_seeded_stratified_and_recorded(tmp_path):
     counts = np.bincount(raw.test_labels)
     np.testing.assert_array_equal(np.bincount(cut.test_labels),
                                   np.round(0.3 * counts).astype(int))
-    assert cut.resplit["sizes"]["validation"] == 100
+    assert cut.resplit["default_validation"] == 100
+    assert sum(cut.resplit["sizes"].values()) == 1000
     assert cut.resplit["official_train_split_unused"] is False
     assert "re-split" in cut.origin and cut.resplit["origin"] == "kmnist.npz"
     # Data that hold a training split may be re-split all the same (the plan's KMNIST runs
@@ -172,11 +176,20 @@ def test_a_re_split_target_runs_exports_and_trains_on_its_own_test_images(tmp_pa
     metadata = json.loads((model_dir / "distilled_set" / "distilled_set.json").read_text())
     assert config["target_split"] == "from_test"
     sizes = results["target_resplit"]["sizes"]  # 30 % of each class, rounded, for testing
-    assert sizes["validation"] == 100 and sum(sizes.values()) == 1000
-    assert abs(sizes["test"] - 300) <= 5
+    assert results["target_resplit"]["default_validation"] == 100
+    assert sum(sizes.values()) == 1000 and abs(sizes["test"] - 300) <= 5
     assert metadata["target_split"] == "from_test"
     assert metadata["target_resplit"] == results["target_resplit"]
     assert "re-split" in results["target_origin"]
+    assert metadata["source_split"] == "train of the re-split test split"
+    # Export from the run folder finds the base images in the re-split's training part.
+    exported = run_cli("experiments.export", f"--model_dir={model_dir}",
+                       f"--output_dir={tmp_path / 'exported'}", "--plots_dir=",
+                       f"--data_dir={tmp_path}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    with np.load(model_dir / "distilled_set" / "distilled_set.npz") as made, \
+            np.load(tmp_path / "exported" / "distilled_set.npz") as again:
+        np.testing.assert_array_equal(made["images"], again["images"])
     trained = run_cli("experiments.train", f"--distilled={model_dir / 'distilled_set'}",
                       f"--data_dir={tmp_path}", "--repetitions=1", "--verbose=false",
                       f"--output_json={tmp_path / 'train' / 'results.json'}")

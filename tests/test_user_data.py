@@ -71,8 +71,7 @@ def test_a_folder_joins_its_files_in_name_order(tmp_path):
     np.testing.assert_array_equal(raw.train_images[..., 0], x_train)
     np.testing.assert_array_equal(raw.test_labels, y_test)
     assert get_dataset_spec(str(folder)).class_names == ()
-    (folder / "classes.txt").write_text("w\nx\ny\nz\n")
-    os.utime(folder / "a_train.npz")  # the sidecar is read with the arrays
+    (folder / "classes.txt").write_text("w\nx\ny\nz\n")  # a new sidecar is read at once
     assert get_dataset_spec(str(folder)).class_name_list() == ["w", "x", "y", "z"]
 
 
@@ -173,3 +172,36 @@ def test_own_data_distils_exports_loads_and_trains_end_to_end(tmp_path):
     refused = run_cli("experiments.train", f"--distilled={exported}", "--repetitions=1",
                       "--verbose=false")
     assert_one_error(refused, "holds other arrays")
+
+
+def test_a_users_data_is_one_run_by_its_contents_not_its_path(tmp_path, monkeypatch):
+    from kerasdistill.errors import DistillError
+    from kerasdistill.experiment import run_experiment, to_json_dict
+    from kerasdistill.run_identity import check_model_dir, run_identity
+    from tests.conftest import tiny_config
+    (tmp_path / "data").mkdir()
+    _write(tmp_path / "data" / "mine.npz")
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(None, num_base_examples=8, epochs=1, target="data/mine.npz")
+    same = tiny_config(None, num_base_examples=8, epochs=1, target="./data/mine.npz")
+    identity = run_identity(to_json_dict(config.resolved()))
+    assert identity == run_identity(to_json_dict(same.resolved()))
+    assert identity["target"].startswith("mine.npz (sha256 ") and "data/" not in str(identity)
+    results = run_experiment(config, str(tmp_path / "run"), verbose=False)
+    assert results["user_data"]["target"]["file"] == "mine.npz"
+    assert "data/" not in json.dumps({k: v for k, v in results.items()
+                                      if k not in ("distilled_set", "plots")})
+    # The same path holding other arrays is another run: refused, nothing changed.
+    _write(tmp_path / "data" / "mine.npz", train=400)
+    with pytest.raises(DistillError, match="begun on mine.npz .sha256 .*now holds"):
+        check_model_dir(str(tmp_path / "run"), to_json_dict(config.resolved()))
+    # Export, from the folder the run was made in (the run records the path as given).
+    import subprocess
+    import sys
+    from tests.conftest import REPO_ROOT
+    exported = subprocess.run(
+        [sys.executable, "-m", "experiments.export", f"--model_dir={tmp_path / 'run'}",
+         f"--output_dir={tmp_path / 'exported'}", "--plots_dir="], cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT},
+        capture_output=True, text=True, timeout=600)
+    assert_one_error(exported, "holds other arrays")

@@ -150,7 +150,9 @@ def _read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool,
     except Exception as error:  # TFDS raises many types (AssertionError, OSError, ...).
         state = ("could not be downloaded or loaded" if download
                  else "could not be loaded (not prepared? --download is off)")
-        raise DataNotFoundError(
+        # Offline, an unprepared dataset is data not on this machine; a failed download
+        # (or prepare) is a fault of its own.
+        raise (DistillError if download else DataNotFoundError)(
             f"dataset {spec.name!r}: {looked_for}TFDS dataset '{spec.tfds_name}' {state} "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
             f"{how_to_fix}") from None

@@ -34,9 +34,9 @@ RESPLIT_VALIDATION_FRACTION = 0.1
 RESPLIT_SEED = 0
 
 
-def positions_fingerprint(positions: np.ndarray) -> str:
-    """A short SHA-256 of int64 positions: names exactly which images a split holds."""
-    return hashlib.sha256(np.asarray(positions, np.int64).tobytes()).hexdigest()[:16]
+def fingerprint(array: np.ndarray) -> str:
+    """A short SHA-256 of an array's bytes (positions, images)."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
 def resplit_test(raw: RawDataset) -> RawDataset:
@@ -56,20 +56,22 @@ def resplit_test(raw: RawDataset) -> RawDataset:
     if not 0 < num_validation < len(train_positions) or not len(test_positions):
         raise DistillError(f"{raw.spec.name}'s test split ({len(labels)} images) is too small "
                            f"to re-split into training, validation and test images")
+    # The re-split's own cut only: how many validation images a run holds out of the
+    # training part is the run's (num_validation), the default recorded beside it.
     record = {"from_split": "test", "origin": raw.origin, "seed": RESPLIT_SEED,
               "official_train_split_unused": "train" in raw.splits,
               "stratified": True, "test_fraction": RESPLIT_TEST_FRACTION,
-              "validation_fraction": RESPLIT_VALIDATION_FRACTION,
-              "sizes": {"pool": len(train_positions) - num_validation,
-                        "validation": num_validation, "test": len(test_positions)},
-              "train_positions_sha256": positions_fingerprint(train_positions),
-              "test_positions_sha256": positions_fingerprint(test_positions)}
+              "sizes": {"train": len(train_positions), "test": len(test_positions)},
+              "default_validation": num_validation,
+              "train_positions_sha256": fingerprint(train_positions.astype(np.int64)),
+              "test_positions_sha256": fingerprint(test_positions.astype(np.int64)),
+              "test_images_sha256": fingerprint(raw.test_images[test_positions])}
     return dataclasses.replace(
         raw, train_images=raw.test_images[train_positions],
         train_labels=labels[train_positions], test_images=raw.test_images[test_positions],
         test_labels=labels[test_positions], resplit=record,
-        origin=f"{raw.origin} (test split re-split: {record['sizes']['pool']} pool / "
-               f"{num_validation} validation / {len(test_positions)} test)")
+        origin=f"{raw.origin} (test split re-split: {len(train_positions)} train / "
+               f"{len(test_positions)} test)")
 
 
 def as_target(raw: RawDataset, target_split: str = "official") -> RawDataset:

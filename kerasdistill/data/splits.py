@@ -73,7 +73,7 @@ def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
     spec = raw.spec
     raw.require("train", "the target").require("test", "the target")
     if num_validation is None:  # a re-split test split sets its own (data/resplit.py)
-        num_validation = (raw.resplit["sizes"]["validation"] if raw.resplit
+        num_validation = (raw.resplit["default_validation"] if raw.resplit
                           else spec.num_validation)
     num_official = len(raw.train_images)
     if not 0 < num_validation < num_official:

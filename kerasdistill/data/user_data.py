@@ -54,13 +54,32 @@ def user_dataset_arrays(path: str) -> dict[str, np.ndarray]:
     return _read(*_cache_key(path))[1]
 
 
+def user_data_record(spec: DatasetSpec) -> dict:
+    """What a run records of a user's dataset: no folder of the machine, the arrays'
+    fingerprint, and what the protocol took from them."""
+    return {"file": os.path.basename(os.path.normpath(spec.local_path)),
+            "fingerprint": spec.fingerprint, "num_classes": spec.num_classes,
+            "image_shape": list(spec.image_shape), "mean": list(spec.mean),
+            "std": list(spec.std), "class_names": list(spec.class_names)}
+
+
+def identity_name(name: str) -> str:
+    """How a run's identity names a dataset: a registered name as it is; a user's data by
+    file name and fingerprint, so that the same arrays under another spelling of the path
+    are the same run and other arrays under the same path are not."""
+    if not is_dataset_path(name):
+        return name
+    spec = user_dataset_spec(name)
+    return f"{os.path.basename(os.path.normpath(name))} (sha256 {spec.fingerprint})"
+
+
 def _cache_key(path: str) -> tuple:
     """(the path as given, its absolute path, a stamp of its files) so that an edited
     file is read again."""
     if not os.path.exists(path):
         raise DataNotFoundError(f"dataset path {path} does not exist: give a Keras-layout "
                                 f".npz file (arrays {', '.join(NPZ_KEYS)}) or a folder of them")
-    files = _npz_files(path)
+    files = _npz_files(path) + [f for f in (_sidecar(path),) if os.path.exists(f)]
     stamp = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
     return path, os.path.abspath(path), stamp
 
@@ -81,7 +100,7 @@ def _npz_files(path: str) -> list[str]:
 @functools.lru_cache(maxsize=4)
 def _read(path: str, absolute: str, stamp: tuple) -> tuple[DatasetSpec, dict]:
     del absolute  # part of the cache key only
-    files = [f for f, _, _ in stamp]
+    files = [f for f, _, _ in stamp if f.endswith(".npz")]
     parts: dict[str, list] = {key: [] for key in NPZ_KEYS}
     for file in files:
         for key, array in read_npz(file).items():
@@ -160,9 +179,14 @@ def _labels(where: str, labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def _sidecar(path: str) -> str:
+    """The file of class names that may go with the dataset at `path`."""
+    return (os.path.join(path, FOLDER_CLASSES_FILE) if os.path.isdir(path)
+            else path[:-len(".npz")] + CLASSES_SUFFIX)
+
+
 def _class_names(path: str, num_classes: int) -> tuple[str, ...]:
-    sidecar = (os.path.join(path, FOLDER_CLASSES_FILE) if os.path.isdir(path)
-               else path[:-len(".npz")] + CLASSES_SUFFIX)
+    sidecar = _sidecar(path)
     if not os.path.exists(sidecar):
         return ()
     with open(sidecar, encoding="utf-8") as f:

@@ -56,7 +56,12 @@ def distilled_metadata(config: dict, results: dict, recipe: dict) -> dict:
     source = get_dataset_spec(config.get("source") or config["target"])
     distill = config["distill"]
     metadata = {
-        "target": target.name, "source": source.name, "source_split": "train",
+        "target": target.name, "source": source.name,
+        # The split the base images come from: the training split, which a re-split
+        # target cut from its official test split.
+        "source_split": ("train" if config.get("source") not in (None, config["target"]) or
+                         config.get("target_split", "official") == "official"
+                         else "train of the re-split test split"),
         "class_names": target.class_name_list(),
         "source_class_names": source.class_name_list(),
         "num_classes": target.num_classes, "image_shape": list(target.image_shape),
@@ -175,12 +180,18 @@ def _export_held_run(model_dir: str, output_dir: str | None, data_dir: str | Non
     check_replaceable(output_dir, "--output_dir")
     if plots_dir:
         check_creatable(plots_dir, "--plots_dir")
+    _check_user_data_unchanged(config, results)
     target = get_dataset_spec(config["target"])
     source_name = config.get("source") or config["target"]
     source = load_dataset(source_name, data_dir if data_dir is not None else
                           config.get("data_dir"), download,
                           _emnist_orientation(config),
                           config.get("npz_orientation", "as_stored"))
+    if source_name == config["target"]:
+        # Within a dataset the base images come from the target's training split as the
+        # run made it: official, or cut from the test split (data/resplit.py).
+        source = as_target(source, config.get("target_split", "official"))
+    source.require("train", "the export (the run's base images come from it)")
     indices = np.asarray(results["base_indices"], np.int64)
     if len(indices) and (indices.min() < 0 or indices.max() >= len(source.train_labels)):
         raise DistillError(f"the run's base indices do not fit {source_name}'s "
@@ -194,6 +205,17 @@ def _export_held_run(model_dir: str, output_dir: str | None, data_dir: str | Non
     images = base_images_of(source.train_images, indices, target.image_shape)
     return write_run_products(config, results, images, recipe, output_dir, plots_dir or None,
                               _refitted_whitening(config, results, data_dir, download))
+
+
+def _check_user_data_unchanged(config: dict, results: dict):
+    """A run on a user's own files exports only from the arrays it was made with: the
+    set would otherwise carry another file's images, normalisation and class names."""
+    for role, record in (results.get("user_data") or {}).items():
+        name = config.get(role) or config["target"]
+        found = get_dataset_spec(name).fingerprint
+        if found != record["fingerprint"]:
+            raise DistillError(f"{name} holds other arrays (sha256 {found}) than the run was "
+                               f"made with ({record['fingerprint']}); give the run its data back")
 
 
 def _refitted_whitening(config: dict, results: dict, data_dir: str | None, download: bool):

@@ -204,10 +204,11 @@ def resplit_captions(all_results) -> list[str]:
     for origin, record in sorted(seen.items()):
         sizes = record["sizes"]
         lines.append(f"Target re-split ({origin}): its {record['from_split']} split cut into "
-                     f"a pool of {sizes['pool']:,}, {sizes['validation']:,} validation and "
-                     f"{sizes['test']:,} test images (stratified, seed {record['seed']}, "
-                     f"the same for every run); these rows are tested on those "
-                     f"{sizes['test']:,}, not on an official test split.")
+                     f"{sizes['train']:,} training images (each run holds out "
+                     f"{record['default_validation']:,} of them for validation by its seed, "
+                     f"unless it sets its own number) and {sizes['test']:,} test images "
+                     f"(stratified, seed {record['seed']}, the same for every run); these rows "
+                     f"are tested on those {sizes['test']:,}, not on an official test split.")
     return ["", *lines] if lines else []
 
 
