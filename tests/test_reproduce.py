@@ -29,8 +29,11 @@ def every_dataset(tmp_path_factory):
     """Small made-up files for every registered dataset (CUB at 40x40: resized at load)."""
     folder = tmp_path_factory.mktemp("data")
     for seed, (name, (shape, classes, offset, count)) in enumerate(_FAKE.items()):
+        # KMNIST's plans re-split its test split: enough test images for the smoke budget's
+        # 128 targets and 64 validation images.
         path = write_fake_npz(str(folder / f"{name}.npz"), num_train=count, shape=shape,
-                              num_classes=classes, seed=seed, label_offset=offset)
+                              num_classes=classes, seed=seed, label_offset=offset,
+                              num_test=count if name == "kmnist" else 200)
         if name == "cifar100":  # 6 of each class: one per class survives the validation split
             arrays = dict(np.load(path))
             arrays["y_train"] = np.arange(count) % classes
@@ -53,8 +56,8 @@ def test_every_experiment_runs_at_the_smoke_budget_and_reports(name, every_datas
     assert os.path.exists(tmp_path / "figures" / f"{name}_smoke.png")
     if name == "cross_dataset":  # KMNIST's rows say their test images are a re-split's
         assert "Target re-split (kmnist.npz): its test split cut into " in report
-        # 30 % of the 200 made-up test images.
-        assert "tested on those 60, not on an official test split" in report
+        # 30 % of each class of the 600 made-up test images.
+        assert "tested on those 179, not on an official test split" in report
     # A second call finds everything finished and runs nothing.
     again = run_plan(plan, str(tmp_path), every_dataset, verbose=False)
     assert set(again.values()) == {"skipped (finished)"}
@@ -82,7 +85,9 @@ def test_the_command_succeeds_when_only_data_is_missing_and_fails_on_a_fault(tmp
               f"--output_dir={tmp_path / 'out'}", "--verbose=false")
     done = run_cli("experiments.reproduce", *common, "--runs=*/cub200_to_cifar10_n10_ld")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "data not on this machine" in (tmp_path / "out" / "REPORT.md").read_text()
+    status = json.loads((tmp_path / "out" / "reproduce_status.json").read_text())
+    assert status["cross_dataset_smoke/cub200_to_cifar10_n10_ld"].startswith(
+        "data not on this machine: dataset 'cub200'")
     (data / "cub200.npz").write_bytes(b"not a zip file")  # bad input: a failure
     failed = run_cli("experiments.reproduce", *common, "--runs=*/cub200_to_cifar10_n10_ld")
     assert_one_error(failed, "1 run(s) could not run")
@@ -274,7 +279,8 @@ def test_a_plan_running_beside_another_keeps_the_others_failures(tmp_path, monke
     from kerasdistill.reproduction import runner
     status_path = tmp_path / runner.STATUS_FILE
 
-    def finish_while_another_plan_records_a_failure(config, model_dir, verbose=True):
+    def finish_while_another_plan_records_a_failure(config, model_dir, verbose=True,
+                                                    finished=None):
         status_path.write_text(json.dumps({"other_plan/run": "dataset 'cub200' not found"}))
 
     monkeypatch.setattr(runner, "run_experiment", finish_while_another_plan_records_a_failure)
@@ -375,7 +381,7 @@ def test_a_fault_in_a_run_is_recorded_by_its_cause_with_the_traceback_in_the_log
     """A tf.function's TypeError starts "in user code:"; the status keeps the cause."""
     from kerasdistill.reproduction import runner
 
-    def fail(config, model_dir, verbose=True):
+    def fail(config, model_dir, verbose=True, finished=None):
         raise TypeError("in user code:\n\n    File \"x.py\", line 3, in step\n\n"
                         "    TypeError: unsupported operand type(s) for +: 'int' and 'str'\n")
 
@@ -408,7 +414,8 @@ def test_pending_runs_print_as_one_command_each(every_dataset, tmp_path):
     assert first == next(iter(folders_of(plan)))
     run_plan(plan, str(tmp_path), every_dataset, only=first, verbose=False)
     again = run_cli("experiments.reproduce", *common, "--print_pending")
-    assert len(again.stdout.splitlines()) == 5 and first not in again.stdout
+    assert len(again.stdout.splitlines()) == 5
+    assert all(f"--runs={first} " not in line for line in again.stdout.splitlines())
 
 
 def test_two_workers_on_one_output_folder_run_each_run_once(every_dataset, tmp_path):
