@@ -292,30 +292,43 @@ def _target_set_size(budget: str) -> ExperimentPlan:
     # Smoke: the largest "size" is the smoke budget's own 128, the within-dataset run.
     sizes = (16, 64, None) if budget == "smoke" else TARGET_SET_SIZES
     runs, n = [], _n100(budget)
+    # The paper's own setting (issue 26): base images from EMNIST letters; beside it ours,
+    # from MNIST. Smoke: LD only, one of each code path.
+    sources = ((None, ""), ("emnist_letters", "_emnist"))
     for size in sizes:
-        for method in ALGORITHMS:
-            folder = f"target_set_size_{budget}/size{size or '_all'}_{method}"
-            if size is None and budget != "cpu":
-                config = _config(budget, "mnist", n, method)  # the within-dataset run itself
-                folder = f"within_mnist_{budget}/n{n}_{method}"
-            elif budget == "cpu":  # ~1,000 meta steps at most per run
-                total = size or 50_000
-                epochs = min(400, -(-1000 // -(-total // min(1024, total))))
-                config = _config(budget, "mnist", n, method, epochs=epochs,
-                                 **({"target_set_size": size} if size else {}))
-            else:
-                config = _config(budget, "mnist", n, method, target_set_size=size)
-            label = "all" if size is None else str(size)
-            runs.append(PlannedRun(folder, config, f"{label} target examples",
-                                   COLUMN_NAMES[method, "none"],
-                                   x=size or (128 if budget == "smoke" else 50_000)))
+        for source, suffix in sources:
+            for method in ALGORITHMS:
+                if budget == "smoke" and source and method != "ld":
+                    continue
+                runs.append(_target_set_size_run(budget, n, size, method, source, suffix))
     return ExperimentPlan(
         "target_set_size", budget, "Target-set size (MNIST, n = 100)",
         "LD from 100 up to all 50,000 MNIST training examples (SPEC 5.5), 400 epochs over "
         "each as the reference code does (at the cpu budget: at most ~1,000 meta steps). "
-        "The same 100 base images for every size, drawn from the whole training split. "
-        "The paper's runs took their base images from EMNIST letters; these from MNIST.",
+        "The same 100 base images for every size: from MNIST's whole training split, or "
+        "(the paper's runs, columns marked EMNIST) from EMNIST letters' training split.",
         tuple(runs), x_label="target examples", log_x=True)
+
+
+def _target_set_size_run(budget: str, n: int, size: int | None, method: str,
+                         source: str | None, suffix: str) -> PlannedRun:
+    folder = f"target_set_size_{budget}/size{size or '_all'}_{method}{suffix}"
+    if size is None and budget != "cpu":
+        # The whole training split: the within-dataset (or cross-dataset) run itself.
+        config = _config(budget, "mnist", n, method, source=source)
+        folder = (f"within_mnist_{budget}/n{n}_{method}" if source is None else
+                  f"cross_dataset_{budget}/{source}_to_mnist_n{n}_{method}")
+    elif budget == "cpu":  # ~1,000 meta steps at most per run
+        total = size or 50_000
+        epochs = min(400, -(-1000 // -(-total // min(1024, total))))
+        config = _config(budget, "mnist", n, method, source=source, epochs=epochs,
+                         **({"target_set_size": size} if size else {}))
+    else:
+        config = _config(budget, "mnist", n, method, source=source, target_set_size=size)
+    label = "all" if size is None else str(size)
+    column = COLUMN_NAMES[method, "none"] + (", EMNIST letters base images" if source else "")
+    return PlannedRun(folder, config, f"{label} target examples", column,
+                      x=size or (128 if budget == "smoke" else 50_000))
 
 
 # Issue 13: three seeds per cell (the paper's and the two of the project's earlier
