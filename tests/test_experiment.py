@@ -143,7 +143,7 @@ def test_cross_dataset_uses_unbalanced_source_examples(fake_data_dir, tmp_path):
     results = _run(_config(fake_data_dir, source="fashion_mnist"), tmp_path / "cross")
     config = json.load(open(tmp_path / "cross" / "config.json"))
     assert config["base_selection"] == "unbalanced" and config["source"] == "fashion_mnist"
-    assert results["source_origin"] == "fashion_mnist"
+    assert results["source_origin"] == "fashion_mnist.npz"  # the file, as target_origin
     assert np.asarray(results["labels"]).shape == (10, 10)
 
 
