@@ -51,6 +51,10 @@ flags.DEFINE_integer("teacher_epochs", 10, "Epochs of the teacher's training (--
                      "teacher); the epoch of best validation accuracy is kept.")
 flags.DEFINE_list("teacher_temperatures", ["1", "2", "4", "8", "16"],
                   "Softmax temperatures tried for the teacher's labels (chosen on validation).")
+flags.DEFINE_enum("teacher_epoch_choice", "best_accuracy", ["best_accuracy", "search"],
+                  "Which of the teacher's epochs labels the base images: the one of best "
+                  "validation accuracy, or (search) every epoch's labels scored on validation "
+                  "with the temperature, as a baseline held at its best.")
 flags.DEFINE_enum("base_selection", "auto", ["auto", "balanced", "unbalanced"],
                   "auto: balanced within a dataset, unbalanced across datasets.")
 flags.DEFINE_enum("emnist_orientation", "as_stored", ["as_stored", "upright"],
@@ -194,7 +198,7 @@ def _run():
         target_split=FLAGS.target_split,
         label_smoothing=FLAGS.label_smoothing, teacher_epochs=FLAGS.teacher_epochs,
         teacher_temperatures=tuple(_numbers("teacher_temperatures", FLAGS.teacher_temperatures)),
-        base_selection=FLAGS.base_selection,
+        base_selection=FLAGS.base_selection, teacher_epoch_choice=FLAGS.teacher_epoch_choice,
         test_repetitions=FLAGS.test_repetitions, data_dir=FLAGS.data_dir,
         download=FLAGS.download, num_validation=FLAGS.num_validation,
         target_set_size=FLAGS.target_set_size, outer_splits=FLAGS.outer_splits,

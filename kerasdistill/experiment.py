@@ -83,6 +83,7 @@ class ExperimentConfig:
     baseline_max_steps: int | None = None  # None: SPEC 3's search up to 1000 / 1700 steps
     teacher_epochs: int = TeacherBudget.epochs
     teacher_temperatures: tuple = TeacherBudget.temperatures
+    teacher_epoch_choice: str = TeacherBudget.epoch_choice  # TEACHER_EPOCH_CHOICES
     base_selection: str = "auto"       # auto: balanced within a dataset, unbalanced across
     # EMNIST's images as the models see them: "as_stored" (transposed, as torchvision
     # gave them to the paper's runs) or "upright"; and how a local emnist_letters.npz
@@ -233,7 +234,8 @@ class ExperimentConfig:
 
     def teacher_budget(self) -> TeacherBudget:
         return TeacherBudget(epochs=self.teacher_epochs,
-                             temperatures=tuple(float(t) for t in self.teacher_temperatures))
+                             temperatures=tuple(float(t) for t in self.teacher_temperatures),
+                             epoch_choice=self.teacher_epoch_choice)
 
 
 def to_json_dict(config: ExperimentConfig) -> dict:
@@ -521,16 +523,15 @@ def _teacher_labelling(config, factory, trainer, inputs: RunInputs, checkpoints,
     """The teacher's labels of the base images at the temperature validation chooses;
     returns (labels, step count, record of the teacher and the temperature search)."""
     begin = time.perf_counter()
-    teacher, record = train_teacher(factory, inputs.target, config.teacher_budget(),
+    budget = config.teacher_budget()
+    epoch_weights = [] if budget.epoch_choice == "search" else None
+    teacher, record = train_teacher(factory, inputs.target, budget,
                                     derive_seed(config.distill.seed, TEACHER),
-                                    verbose=2 if verbose else 0)
+                                    verbose=2 if verbose else 0, epoch_weights=epoch_weights)
     teacher_seconds = time.perf_counter() - begin
-    labels, num_steps, choice = teacher_labels(teacher, inputs.base_images, trainer,
-                                               config.teacher_budget(), checkpoints, seed,
-                                               inputs.target)
-    return labels, num_steps, {**record, "temperature": choice["temperature"],
-                               "temperature_search": choice["temperature_search"],
-                               "teacher_seconds": teacher_seconds}
+    labels, num_steps, choice = teacher_labels(teacher, inputs.base_images, trainer, budget,
+                                               checkpoints, seed, inputs.target, epoch_weights)
+    return labels, num_steps, {**record, **choice, "teacher_seconds": teacher_seconds}
 
 
 def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times, verbose):

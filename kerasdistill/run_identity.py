@@ -37,7 +37,7 @@ OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
                       "learner_pool": 1, "distill.augment": [],
                       "distill.validation_models": 1, "horizon_steps": 0,
                       "whitening": "none", "zca_regularization": 0.1,
-                      "target_split": "official"}
+                      "target_split": "official", "teacher_epoch_choice": "best_accuracy"}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -100,6 +100,7 @@ def run_identity(config: dict) -> dict:
     if flat.get("baseline") != "teacher" and starts_from != "teacher":
         flat.pop("teacher_epochs", None)
         flat.pop("teacher_temperatures", None)
+        flat.pop("teacher_epoch_choice", None)
     for key, default in OMITTED_AT_DEFAULT.items():
         if flat.get(key, default) == default:
             flat.pop(key, None)

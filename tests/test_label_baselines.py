@@ -1,5 +1,6 @@
 """Fixed labellings: teacher labels, uniform labels and the cross-dataset class mapping."""
 
+import dataclasses
 import itertools
 import os
 
@@ -127,6 +128,64 @@ def test_teacher_labels_are_exactly_the_softmax_of_the_teachers_logits(tmp_path)
     assert record["temperature"] == best["temperature"] and steps == best["num_train_steps"]
     np.testing.assert_allclose(labels, softmax_at(logits, best["temperature"]), rtol=1e-6)
     assert [c["temperature"] for c in record["temperature_search"]] == [0.5, 2.0, 50.0]
+
+
+def test_the_teachers_epoch_is_searched_with_its_temperature(tmp_path):
+    """epoch_choice="search": every epoch's teacher and every temperature are scored on
+    validation, and the labels are the winner's softmax."""
+    from kerasdistill.data.loading import load_dataset
+    from kerasdistill.data.splits import split_target
+    from kerasdistill.distill.registry import build_solver
+    from kerasdistill.evaluation.label_baselines import teacher_labels
+    from kerasdistill.evaluation.training import EvaluationTrainer
+    from kerasdistill.models import ModelFactory
+    target = split_target(load_dataset("mnist", _data_dir(tmp_path)), seed=0, num_validation=100)
+    base = target.train_images[:10]
+    rng = np.random.default_rng(1)
+    # Epoch 1's teacher is confidently wrong, epoch 2's confidently right.
+    wrong = np.eye(10)[(target.train_labels[:10] + 1) % 10] * 8.0
+    right = np.eye(10)[target.train_labels[:10]] * 8.0 + rng.normal(0, 0.1, (10, 10))
+
+    class EpochTeacher:  # what teacher_labels uses of a Keras model
+        weights = None
+
+        def set_weights(self, weights):
+            self.weights = weights
+
+        def predict(self, images, verbose=0):
+            return self.weights[0]
+
+    solver = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
+                          outer_precision="float32")
+    trainer = EvaluationTrainer(solver, base, inner_batch_size=5)
+    budget = TeacherBudget(temperatures=(1.0, 4.0), epoch_choice="search")
+    labels, steps, record = teacher_labels(EpochTeacher(), base, trainer, budget, [10, 25], 3,
+                                           target, epoch_weights=[[wrong], [right]])
+    search = record["temperature_search"]
+    assert [(c["epoch"], c["temperature"]) for c in search] == [(1, 1.0), (1, 4.0), (2, 1.0),
+                                                                 (2, 4.0)]
+    best = min(search, key=lambda c: c["validation_error"])
+    assert record["epoch_chosen"] == best["epoch"] == 2
+    assert record["temperature"] == best["temperature"] and steps == best["num_train_steps"]
+    np.testing.assert_allclose(labels, softmax_at(right, best["temperature"]), rtol=1e-6)
+    with pytest.raises(DistillError, match="teacher_epoch_choice must be one of"):
+        TeacherBudget(epoch_choice="last")
+
+
+def test_a_searched_teachers_run_records_every_epoch(tmp_path):
+    from kerasdistill.experiment import to_json_dict
+    from kerasdistill.run_identity import run_identity
+    config = tiny_config(_data_dir(tmp_path), baseline="teacher", teacher_epochs=2,
+                         teacher_temperatures=(1.0,), teacher_epoch_choice="search")
+    teacher = run_experiment(config, str(tmp_path / "t"), verbose=False)["teacher"]
+    assert [c["epoch"] for c in teacher["temperature_search"]] == [1, 2]
+    assert teacher["epoch_chosen"] in (1, 2)
+    # A new setting: in the identity where it is not the default, and only for a teacher.
+    assert run_identity(to_json_dict(config.resolved()))["teacher_epoch_choice"] == "search"
+    plain = dataclasses.replace(config, teacher_epoch_choice="best_accuracy")
+    assert "teacher_epoch_choice" not in run_identity(to_json_dict(plain.resolved()))
+    uniform = dataclasses.replace(config, baseline="uniform", source="fashion_mnist")
+    assert "teacher_epoch_choice" not in run_identity(to_json_dict(uniform.resolved()))
 
 
 def test_a_high_temperature_teacher_gives_uniform_labels(tmp_path):

@@ -380,6 +380,12 @@ def test_beyond_verdicts_name_the_winner_and_compare_within_a_recipe():
     assert ("best learned labels with ZCA (teacher-init LD, horizon, ZCA) beats teacher "
             "labels, ZCA beyond the spread: +3.00 points, spread 1.50") in line
     assert "best learned labels (" not in line  # no LD column of the paper's recipe
+    # The teacher held at its best: its epochs-searched column, when that one is better.
+    searched = {("row", "teacher labels"): cell(80, 1), ("row", "teacher-init LD"): cell(83, 1),
+                ("row", "teacher labels, 1-10 epochs searched"): cell(82.5, 0.5)}
+    [_, line] = beyond_verdicts(["row"], list(c for _, c in searched), searched)
+    assert ("best learned labels (teacher-init LD) does not beat teacher labels, 1-10 epochs "
+            "searched beyond the spread: +0.50 points, spread 1.50") in line
 
 
 def test_a_fault_in_a_run_is_recorded_by_its_cause_with_the_traceback_in_the_log(

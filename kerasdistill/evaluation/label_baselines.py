@@ -25,23 +25,35 @@ from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
 from kerasdistill.models.registry import ModelFactory
 
 
+# Which of the teacher's epochs labels the base images: the one of best validation
+# accuracy (the teacher's own measure), or the one whose labels train the best model on
+# validation, searched with the temperature (issue 26: the teacher's epochs move its
+# labels' score by more than a point, so a baseline held at its best searches them).
+TEACHER_EPOCH_CHOICES = ("best_accuracy", "search")
+
+
 @dataclasses.dataclass(frozen=True)
 class TeacherBudget:
     """How the teacher is trained and its temperature chosen.
 
     Adam (learning rate 1e-3, PyTorch's and Keras's default) on minibatches of the
     target training split with its true labels, for `epochs` epochs; the weights of
-    the epoch with the best validation accuracy are kept. Each temperature's labels
-    go through the baselines' step-count search on validation; the lowest
-    validation error wins.
+    the epoch with the best validation accuracy are kept (`epoch_choice="search"`:
+    every epoch's weights are candidates). Each (epoch,) temperature's labels go
+    through the baselines' step-count search on validation; the lowest validation
+    error wins.
     """
 
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
     temperatures: tuple = (1.0, 2.0, 4.0, 8.0, 16.0)
+    epoch_choice: str = "best_accuracy"
 
     def __post_init__(self):
+        if self.epoch_choice not in TEACHER_EPOCH_CHOICES:
+            raise DistillError(f"teacher_epoch_choice must be one of {TEACHER_EPOCH_CHOICES}, "
+                               f"got {self.epoch_choice!r}")
         if self.epochs <= 0 or self.batch_size <= 0 or self.learning_rate <= 0:
             raise DistillError(f"the teacher's epochs, batch size and learning rate must be "
                                f"positive, got {self.epochs}, {self.batch_size}, "
@@ -52,10 +64,12 @@ class TeacherBudget:
 
 
 def train_teacher(factory: ModelFactory, target: TargetSplits, budget: TeacherBudget,
-                  seed: int, verbose: int = 0) -> tuple[keras.Model, dict]:
+                  seed: int, verbose: int = 0,
+                  epoch_weights: list | None = None) -> tuple[keras.Model, dict]:
     """A model of `factory`'s architecture trained on the target's training split with
     `model.fit`, the epoch of best validation accuracy kept; returns it and a record
-    (per-epoch validation accuracy, the epoch kept)."""
+    (per-epoch validation accuracy, the epoch kept). `epoch_weights`, a list, receives
+    the weights at the end of every epoch."""
     keras.utils.set_random_seed(seed)  # initialisation and fit's shuffling
     model = factory.build(seed)
     model.compile(optimizer=keras.optimizers.Adam(budget.learning_rate),
@@ -65,10 +79,14 @@ def train_teacher(factory: ModelFactory, target: TargetSplits, budget: TeacherBu
     keep_best = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                               patience=budget.epochs,
                                               restore_best_weights=True)
+    callbacks = [keep_best]
+    if epoch_weights is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: epoch_weights.append(model.get_weights())))
     history = model.fit(target.train_images, target.train_labels,
                         batch_size=budget.batch_size, epochs=budget.epochs,
                         validation_data=(target.validation_images, target.validation_labels),
-                        callbacks=[keep_best], verbose=verbose)
+                        callbacks=callbacks, verbose=verbose)
     curve = [float(a) for a in history.history["val_accuracy"]]
     best = int(np.argmax(curve))
     return model, {"epochs": budget.epochs, "batch_size": budget.batch_size,
@@ -87,21 +105,35 @@ def softmax_at(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def teacher_labels(teacher: keras.Model, base_images, trainer: EvaluationTrainer,
                    budget: TeacherBudget, checkpoints, seed: int,
-                   target: TargetSplits) -> tuple[np.ndarray, int, dict]:
+                   target: TargetSplits,
+                   epoch_weights: list | None = None) -> tuple[np.ndarray, int, dict]:
     """The teacher's softmax on the base images at the temperature whose labels train
-    the best model on validation; returns (labels, step count, record)."""
-    logits = np.asarray(teacher.predict(np.asarray(base_images), verbose=0))
+    the best model on validation; returns (labels, step count, record). With
+    `epoch_weights` (the teacher's weights after each epoch, `epoch_choice="search"`)
+    every epoch's teacher is a candidate too, and the record says which won."""
+    def logits_of(weights=None):
+        if weights is not None:
+            teacher.set_weights(weights)
+        return np.asarray(teacher.predict(np.asarray(base_images), verbose=0))
+    candidates = ([(None, logits_of())] if epoch_weights is None else
+                  [(epoch, logits_of(weights))
+                   for epoch, weights in enumerate(epoch_weights, start=1)])
     choices = []
-    for temperature in budget.temperatures:
-        labels = softmax_at(logits, temperature)
-        steps, curve = choose_num_steps(trainer, labels, checkpoints, seed,
-                                        target.validation_images, target.validation_labels)
-        choices.append({"temperature": float(temperature), "num_train_steps": steps,
-                        "validation_error": min(p["validation_error"] for p in curve),
-                        "curve": curve})
+    for epoch, logits in candidates:
+        for temperature in budget.temperatures:
+            labels = softmax_at(logits, temperature)
+            steps, curve = choose_num_steps(trainer, labels, checkpoints, seed,
+                                            target.validation_images, target.validation_labels)
+            choices.append({**({"epoch": epoch} if epoch is not None else {}),
+                            "temperature": float(temperature), "num_train_steps": steps,
+                            "validation_error": min(p["validation_error"] for p in curve),
+                            "curve": curve})
     best = min(choices, key=lambda choice: choice["validation_error"])  # first on ties
-    return (softmax_at(logits, best["temperature"]), best["num_train_steps"],
-            {"temperature": best["temperature"], "temperature_search": choices})
+    logits = dict(candidates)[best.get("epoch")]
+    record = {"temperature": best["temperature"], "temperature_search": choices}
+    if epoch_weights is not None:
+        record["epoch_chosen"] = best["epoch"]
+    return softmax_at(logits, best["temperature"]), best["num_train_steps"], record
 
 
 def uniform_labels(num_examples: int, num_classes: int) -> np.ndarray:

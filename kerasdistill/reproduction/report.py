@@ -263,10 +263,15 @@ def beyond_verdicts(rows, columns, summaries: dict) -> list[str]:
             continue
         winner = max(done, key=lambda c: done[c]["test_accuracy_mean"])
         parts = [f"best: {winner}, {_cell(done[winner])}"]
-        for recipe, teacher in _BEYOND_RECIPES.items():
+        for recipe in _BEYOND_RECIPES:
             learned = {c: s for c, s in done.items() if "LD" in c and _recipe_of(c) == recipe}
-            if teacher not in done or not learned:
+            # The teacher held at its best: of its columns under this recipe (epochs as set,
+            # or searched on validation), the better one.
+            teachers = [c for c in done if c.startswith("teacher labels") and "LD" not in c
+                        and _recipe_of(c) == recipe]
+            if not teachers or not learned:
                 continue
+            teacher = max(teachers, key=lambda c: done[c]["test_accuracy_mean"])
             best = max(learned, key=lambda c: learned[c]["test_accuracy_mean"])
             gap = 100 * (learned[best]["test_accuracy_mean"] - done[teacher]["test_accuracy_mean"])
             spread = 100 * (learned[best]["test_accuracy_std"] + done[teacher]["test_accuracy_std"])
