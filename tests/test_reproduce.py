@@ -124,6 +124,11 @@ def test_cpu_target_set_sizes_get_their_own_epochs_of_about_a_thousand_meta_step
     within = {os.path.basename(r.folder): r.config for r in
               experiment_plan("within_mnist", "cpu").runs}
     assert within["n100_ld"].distill.epochs == 20
+    # KMNIST's re-split pool of 6,000 (6 outer batches an epoch): ~1,000 meta steps too.
+    kmnist = [r.config for r in experiment_plan("cross_dataset", "cpu").runs
+              if r.config.target == "kmnist"]
+    assert kmnist and all(c.distill.epochs * 6 in range(1000, 1007) and
+                          c.target_split == "from_test" for c in kmnist)
 
 
 def test_shared_folders_hold_one_config_and_the_paper_numbers_have_cells():
