@@ -124,15 +124,16 @@ def _check_same_user_data(metadata: dict, target: str):
     the path holds today; and a set of a registered dataset on that dataset."""
     from kerasdistill.data.registry import get_dataset_spec
     from kerasdistill.errors import DistillError
+    from kerasdistill.data.user_data import check_same_arrays
     recorded = metadata.get("target_fingerprint")
-    found = get_dataset_spec(target).fingerprint
-    if recorded is None and found is None:
+    if recorded is None and get_dataset_spec(target).fingerprint is None:
         if target != metadata["target"]:
             raise DistillError(f"--target={target}: the set was made for {metadata['target']}")
         return
-    if found != recorded:
-        raise DistillError(f"{target} holds other arrays (sha256 {found}) than the "
-                           f"set was made with ({recorded})")
+    if recorded is None:
+        raise DistillError(f"--target={target} is your own data; the set was made for "
+                           f"{metadata['target']}")
+    check_same_arrays(target, recorded, "the set was made with")
 
 
 def _write_output_json(path: str, results: dict):

@@ -338,9 +338,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
         })
         if inputs.whitening is not None:
             results["whitening"] = inputs.whitening.fingerprint()
-        user_data = {role: user_data_record(get_dataset_spec(name)) for role, name in
-                     (("target", config.target), ("source", config.source))
-                     if get_dataset_spec(name).local_path}
+        specs = {"target": inputs.target.spec, "source": get_dataset_spec(config.source)}
+        user_data = {role: user_data_record(spec) for role, spec in specs.items()
+                     if spec.local_path}
         if user_data:  # a user's own files: what they held, for export and train to check
             results["user_data"] = user_data
         products = write_run_products(

@@ -63,6 +63,15 @@ def user_data_record(spec: DatasetSpec) -> dict:
             "std": list(spec.std), "class_names": list(spec.class_names)}
 
 
+def check_same_arrays(name: str, recorded: str, what: str):
+    """Refuses a user's dataset whose arrays differ from the `recorded` fingerprint
+    (export and train must read the arrays the run was made with)."""
+    found = user_dataset_spec(name).fingerprint
+    if found != recorded:
+        raise DistillError(f"{name} holds other arrays (sha256 {found}) than {what} "
+                           f"({recorded}); give it its data back")
+
+
 def identity_name(name: str) -> str:
     """How a run's identity names a dataset: a registered name as it is; a user's data by
     file name and fingerprint, so that the same arrays under another spelling of the path

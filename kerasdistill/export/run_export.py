@@ -15,6 +15,7 @@ from kerasdistill import __version__
 from kerasdistill.data.loading import load_dataset
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.resplit import as_target
+from kerasdistill.data.user_data import check_same_arrays
 from kerasdistill.data.splits import adapt_images, split_target
 from kerasdistill.data.whitening import ZCAStatistics
 from kerasdistill.errors import DistillError
@@ -211,11 +212,8 @@ def _check_user_data_unchanged(config: dict, results: dict):
     """A run on a user's own files exports only from the arrays it was made with: the
     set would otherwise carry another file's images, normalisation and class names."""
     for role, record in (results.get("user_data") or {}).items():
-        name = config.get(role) or config["target"]
-        found = get_dataset_spec(name).fingerprint
-        if found != record["fingerprint"]:
-            raise DistillError(f"{name} holds other arrays (sha256 {found}) than the run was "
-                               f"made with ({record['fingerprint']}); give the run its data back")
+        check_same_arrays(config.get(role) or config["target"], record["fingerprint"],
+                          "the run was made with")
 
 
 def _refitted_whitening(config: dict, results: dict, data_dir: str | None, download: bool):
