@@ -40,30 +40,23 @@ from typing import Callable
 from absl import app, flags
 
 from experiments import entry_point
-
-from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
-                                   machine_description)
+from experiments.flags import define_config_flags
+from kerasdistill.config import (ALGORITHMS, OUTER_PRECISIONS, DistillConfig, ExperimentConfig,
+                                 rule_horizon)
+from kerasdistill.hardware import machine_description
 
 MEASURES = ("step", "loop", "evaluation", "sweep")
-ALGORITHMS = ("second_order", "ridge_regression")
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("algorithm", "second_order", list(ALGORITHMS),
-                  "Algorithm of the configuration asked for.")
+# The settings a run has too are the run's options (kerasdistill/config.py), with their
+# defaults; the architecture and inner batch are this command's own (a run's come from
+# the budget table), as is --jit_compile (on or off, not auto).
+define_config_flags((DistillConfig, ExperimentConfig), only=(
+    "algorithm", "outer_precision", "outer_splits", "hypergradient", "horizon_steps",
+    "outer_batch_size", "num_base_examples"))
 flags.DEFINE_enum("architecture", "lenet", ["lenet", "alexnet", "resnet", "convnet"],
                   "lenet: MNIST shapes (28x28x1); others: CIFAR shapes (32x32x3).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the configuration asked for.")
-flags.DEFINE_enum("outer_precision", DEFAULT_OUTER_PRECISION, list(OUTER_PRECISIONS),
-                  "Precision of the outer pass of the configuration asked for "
-                  "(auto: the library's choice for this machine).")
-flags.DEFINE_integer("outer_splits", 2, "Shards of the outer batch.")
-flags.DEFINE_enum("hypergradient", "forward", ["forward", "reverse"], "Hypergradient mode.")
-flags.DEFINE_integer("horizon_steps", 0, "T > 0: time the whole-run horizon's meta step "
-                     "(T training steps of a fresh model, reverse mode; needs "
-                     "--hypergradient=reverse) instead of the one-step look-ahead; no "
-                     "comparison table. The JSON then records the process's peak memory.")
-flags.DEFINE_integer("outer_batch_size", 1024, "Outer (target) batch size.")
 flags.DEFINE_integer("inner_batch_size", 50, "Inner batch size.")
-flags.DEFINE_integer("num_base_examples", 100, "Base examples.")
 flags.DEFINE_integer("steps", 30, "Timed steps per configuration (at least 20).")
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds the timed steps are spread over.")
 flags.DEFINE_boolean("compare", True, "Also time the table's other configurations.")
@@ -96,11 +89,7 @@ def check_flags():
     if "sweep" in FLAGS.measure and len(FLAGS.measure) > 1:
         raise DistillError("--measure=sweep runs alone (it times its own grid)")
     horizon = FLAGS.horizon_steps
-    if horizon < 0:
-        raise DistillError(f"--horizon_steps must be 0 or positive, got {horizon}")
-    if horizon and (FLAGS.hypergradient != "reverse" or FLAGS.algorithm != "second_order"):
-        raise DistillError("--horizon_steps needs --hypergradient=reverse and "
-                           "--algorithm=second_order")
+    rule_horizon(horizon, FLAGS.algorithm, FLAGS.hypergradient, unroll_steps=1, learner_pool=1)
     if horizon and set(FLAGS.measure) != {"step"}:
         raise DistillError("--horizon_steps times the meta step only (--measure=step)")
     for algorithm in FLAGS.sweep_algorithms:
@@ -167,9 +156,10 @@ def keras_step_runner(problem: SyntheticProblem, factory, algorithm="second_orde
 
 def plain_step_runner(problem: SyntheticProblem, factory, jit_compile=False) -> StepRunner:
     import tensorflow as tf
-    from kerasdistill.distill.adam import adam_init
+
     from kerasdistill.distill.meta_step import uniform_labels
     from kerasdistill.distill.plain_reference import plain_meta_step
+    from kerasdistill.training.adam import adam_init
     step = tf.function(plain_meta_step, jit_compile=jit_compile)
     weights = list(factory.initial_weights(0)[0])
     labels = uniform_labels(int(problem.base_images.shape[0]), 10)
@@ -275,6 +265,7 @@ def sweep(problem: SyntheticProblem, factory, write: Callable[[dict], None]) -> 
 
     import numpy as np
     import tensorflow as tf
+
     from kerasdistill.distill.autotune import choose_jit_compile
     from kerasdistill.distill.registry import build_solver
     from kerasdistill.hardware import device_description
@@ -402,6 +393,7 @@ def run():
 
 def _synthetic_target(shape, num_train: int, num_test: int, seed: int = 0):
     import numpy as np
+
     from kerasdistill.data.registry import get_dataset_spec
     from kerasdistill.data.splits import TargetSplits
     rng = np.random.default_rng(seed)
@@ -417,6 +409,7 @@ def _synthetic_target(shape, num_train: int, num_test: int, seed: int = 0):
 def measure_loop(factory, shape, bare_step_ms: float) -> dict:
     """ms per meta step inside distill_labels, in-graph stretches and one step per call."""
     import dataclasses
+
     from kerasdistill.distill.loop import DistillConfig, distill_labels
     from kerasdistill.distill.registry import build_solver
     target = _synthetic_target(shape, FLAGS.outer_batch_size * FLAGS.loop_steps_per_epoch,
@@ -446,8 +439,9 @@ def measure_loop(factory, shape, bare_step_ms: float) -> dict:
 def measure_evaluation(factory, shape) -> dict:
     """Seconds for the protocol's test models, one after another and trained together."""
     import numpy as np
+
     from kerasdistill.distill.registry import build_solver
-    from kerasdistill.evaluation.training import EvaluationTrainer
+    from kerasdistill.training.trainer import EvaluationTrainer
     solver = build_solver("second_order", factory, outer_precision="float32")
     target = _synthetic_target(shape, FLAGS.num_base_examples, FLAGS.eval_test_examples, 1)
     base = target.train_images

@@ -2,10 +2,12 @@ r"""Write the distilled set (and the pictures) of a finished run.
 
   python -m experiments.export --model_dir=runs/mnist_n100_ld [--output_dir=DIR]
 
-For runs made before distilled sets existed, or to write one elsewhere. The base
-images are rebuilt from the source dataset by their indices in its official
-train split (`--data_dir`, default: the run's own), and checked against the
-classes the run recorded for them.
+A finished run has written its set into <model_dir>/distilled_set: export copies it
+(elsewhere with --output_dir) and draws its pictures, reading no dataset. A run folder
+without its set (made before runs kept one, or committed with config.json and
+results.json only) has it rebuilt: the base images are read again from the source
+dataset by their indices in its training split (--data_dir, default: the run's own)
+and checked against the classes the run recorded for them.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import sys
 from absl import app, flags
 
 from experiments import entry_point
+from experiments.flags import define_config_flags
+from kerasdistill.config import ExperimentConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished run (config.json and results.json).")
 flags.DEFINE_string("output_dir", None, "Where the set goes (default: <model_dir>/distilled_set).")
-flags.DEFINE_string("data_dir", None, "Folder with the source dataset (default: the run's).")
 flags.DEFINE_string("plots_dir", None, "Where the pictures go (default: <model_dir>/plots; "
                     "'' for none).")
-flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download missing data.")
+# Where the data are, for a rebuild: the same options as experiments.distill's (its
+# default is the run's own --data_dir).
+define_config_flags((ExperimentConfig,), only=("data_dir", "download"))
 
 
 def _run():

@@ -1,4 +1,4 @@
-r"""Run an experiment of the paper (SPEC 5) and write its report.
+r"""Run an experiment of the paper (docs/method.md section 5) and write its report.
 
   python -m experiments.reproduce --experiment=within_mnist --budget=paper \
       --data_dir=../shared/data --output_dir=results
@@ -7,7 +7,7 @@ Runs what is not finished yet in --output_dir (each run resumable; finished ones
 skipped), then writes REPORT.md there, covering every experiment with a finished run
 in that folder. Experiments: within_mnist, within_cifar10, cifar100, cross_dataset,
 architecture_transfer, optimizer_transfer, step_count, target_set_size (or all).
-Budgets: paper (SPEC 3), cpu (about an hour per experiment on 2 CPU cores), smoke
+Budgets: paper (docs/method.md section 3), cpu (about an hour per experiment on 2 CPU cores), smoke
 (tiny; what the test suite runs).
 """
 
@@ -18,13 +18,15 @@ import sys
 from absl import app, flags
 
 from experiments import entry_point
+from experiments.flags import define_config_flags
+from kerasdistill.config import BUDGETS, ExperimentConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("experiment", None, "An experiment of SPEC 5, or all.")
-flags.DEFINE_enum("budget", "paper", ["paper", "cpu", "smoke"],
+flags.DEFINE_string("experiment", None, "An experiment of docs/method.md section 5, or all.")
+flags.DEFINE_enum("budget", "paper", list(BUDGETS),
                   "paper: the paper's; cpu: ~1 hour per experiment on 2 cores; smoke: tiny.")
 flags.DEFINE_string("output_dir", "results", "Where the run folders and REPORT.md go.")
-flags.DEFINE_string("data_dir", None, "Folder with <name>.npz files and/or TFDS data.")
+define_config_flags((ExperimentConfig,), only=("data_dir",))  # as experiments.distill's
 flags.DEFINE_string("runs", None, "Only the run folders whose path below --output_dir matches "
                     "this glob, e.g. '*/n100_*'.")
 flags.DEFINE_boolean("report_only", False, "Write REPORT.md from what is finished; run nothing.")
@@ -40,8 +42,8 @@ def _run():
     from kerasdistill.errors import DistillError
     from kerasdistill.reproduction.plans import EXPERIMENTS, experiment_plan
     from kerasdistill.reproduction.report import write_report
-    from kerasdistill.reproduction.runner import (held_folders, one_run_command,
-                                                  pending_folders, run_plan)
+    from kerasdistill.reproduction.runner import (held_folders, one_run_command, pending_folders,
+                                                  run_plan)
 
     if not FLAGS.experiment:
         raise DistillError(f"--experiment is required: one of {', '.join(EXPERIMENTS)}, or all")

@@ -18,31 +18,22 @@ import sys
 from absl import app, flags
 
 from experiments import entry_point
+from experiments.flags import config_values, define_config_flags
+from kerasdistill.config import ExperimentConfig, TrainSettings
+
+DATA_OPTIONS = ("data_dir", "download")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("distilled", None, "A distilled set folder (a run's distilled_set/).")
 flags.DEFINE_string("target", None, "The dataset whose test split the models are tested on "
                     "(default: the set's own target; give the path here when a set made on "
                     "your own file travelled to another folder or machine).")
-flags.DEFINE_string("architecture", None, "Model architecture (default: the set's).")
-flags.DEFINE_enum("optimizer", None, ["adam", "sgd", "sgd_momentum", "rmsprop"],
-                  "Keras optimizer (default: the set's recipe, Adam).")
-flags.DEFINE_float("learning_rate", None, "Learning rate (default: the recipe's for its own "
-                   "optimizer, else the optimizer's usual: SGD 0.01, Adam/RMSprop 1e-3).")
-flags.DEFINE_integer("steps", None, "Training steps (default: the set's num_train_steps).")
-flags.DEFINE_integer("batch_size", None, "Minibatch size (default: the set's inner batch size).")
-flags.DEFINE_integer("repetitions", 20, "Fresh models to train and test.")
-flags.DEFINE_integer("seed", None, "Seed of the model inits and batch orders (default: the "
-                     "run's seed, so model i starts as the run's test model i).")
-flags.DEFINE_enum("model_kind", "auto", ["auto", "ordinary", "ridge_regression"],
-                  "auto: the set's kind (ridge-regression sets use the RR recipe).")
-flags.DEFINE_string("data_dir", None, "Folder with <target>.npz files and/or TFDS data.")
-flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download missing data.")
+# How the models train: TrainSettings' options (kerasdistill/config.py); where the data
+# are: the same options as experiments.distill's.
+define_config_flags((TrainSettings,))
+define_config_flags((ExperimentConfig,), only=DATA_OPTIONS)
 flags.DEFINE_string("output_json", None, "Write the results here. Named results.json, it "
                     "gets a config.json (the resolved settings) beside it.")
-flags.DEFINE_list("augment", None, "Augmentation of every minibatch: crop, flip, colour "
-                  "(default: the set's recipe's, which is none for the paper's; --augment= "
-                  "for none).")
 flags.DEFINE_string("tensorboard_dir", None, "Keras TensorBoard logs, one folder per model.")
 flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.")
 
@@ -53,7 +44,7 @@ def _run():
     from kerasdistill.data.registry import get_dataset_spec
     from kerasdistill.data.resplit import as_target
     from kerasdistill.errors import DistillError
-    from kerasdistill.evaluation.train_distilled import TrainSettings, train_on_distilled
+    from kerasdistill.evaluation.train_distilled import resolve_train_settings, train_on_distilled
     from kerasdistill.export.distilled_set import load_distilled
     from kerasdistill.files import check_creatable
 
@@ -65,12 +56,7 @@ def _run():
     if FLAGS.tensorboard_dir:
         check_creatable(FLAGS.tensorboard_dir, "--tensorboard_dir")
     distilled = load_distilled(FLAGS.distilled)
-    settings = TrainSettings(
-        architecture=FLAGS.architecture, optimizer=FLAGS.optimizer,
-        learning_rate=FLAGS.learning_rate, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-        repetitions=FLAGS.repetitions, seed=FLAGS.seed,
-        model_kind=FLAGS.model_kind,
-        augment=None if FLAGS.augment is None else tuple(FLAGS.augment)).resolved(distilled)
+    settings = resolve_train_settings(TrainSettings(**config_values(TrainSettings)), distilled)
     # The target's test split as the run's was made (official, or its recorded re-split).
     target = load_dataset(FLAGS.target or distilled.metadata["target"], FLAGS.data_dir,
                           FLAGS.download)
@@ -123,8 +109,8 @@ def _check_same_user_data(metadata: dict, target: str):
     """A set made on a user's own file is tested on that file's arrays, not on whatever
     the path holds today; and a set of a registered dataset on that dataset."""
     from kerasdistill.data.registry import get_dataset_spec
-    from kerasdistill.errors import DistillError
     from kerasdistill.data.user_data import check_same_arrays
+    from kerasdistill.errors import DistillError
     recorded = metadata.get("target_fingerprint")
     if recorded is None and get_dataset_spec(target).fingerprint is None:
         if target != metadata["target"]:

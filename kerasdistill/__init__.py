@@ -12,7 +12,7 @@ from kerasdistill.hardware import enable_onednn_by_default
 # on those without AVX-512, ~3x slower convolutions), unless the user set it.
 enable_onednn_by_default()
 
-__version__ = "0.5.0"
+from kerasdistill.version import __version__  # noqa: E402
 
 __all__ = ["DistilledSet", "load_distilled"]
 

@@ -1,4 +1,4 @@
-"""The paper's budget table (SPEC section 3): what a run of n base examples on a target
+"""The paper's budget table (docs/method.md section 3): what a run of n base examples on a target
 gets when nothing else is asked for.
 
     n        10   20   50   100  200  500   other n

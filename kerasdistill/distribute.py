@@ -7,9 +7,8 @@ import functools
 import logging
 import os
 
+from kerasdistill.config import DISTRIBUTIONS
 from kerasdistill.errors import DistillError, require_one_of
-
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
 
 @functools.lru_cache(maxsize=None)

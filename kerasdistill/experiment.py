@@ -18,228 +18,60 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from kerasdistill import __version__
 from kerasdistill.budget import default_architecture
-from kerasdistill.data.loading import ORIENTATIONS, RawDataset, load_dataset
+from kerasdistill.config import (BASELINES, DistillConfig, ExperimentConfig,  # noqa: F401
+                                 to_json_dict)
+from kerasdistill.data.augmentation import Augmentation
+from kerasdistill.data.loading import RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec
+from kerasdistill.data.resplit import as_target
+from kerasdistill.data.splits import (TargetSplits, base_images_of, normalize_images,
+                                      select_base_examples, split_target)
 from kerasdistill.data.user_data import user_data_record
-from kerasdistill.data.resplit import TARGET_SPLITS, as_target
-from kerasdistill.data.whitening import (DEFAULT_ZCA_REGULARIZATION, WHITENINGS, ZCAStatistics,
-                                         check_zca_regularization)
-from kerasdistill.data.splits import (TargetSplits, normalize_images, select_base_examples,
-                                      split_target)
+from kerasdistill.data.whitening import ZCAStatistics, fit_run_whitening
 from kerasdistill.distill.autotune import choose_jit_compile
-from kerasdistill.distill.loop import DistillConfig, StartingLabels, distill_labels
-from kerasdistill.distill.registry import ALGORITHMS, build_solver
-from kerasdistill.errors import DistillError, require_one_of
-from kerasdistill.hardware import (DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS,
-                                   device_description, resolve_outer_precision)
-from kerasdistill.evaluation.training import (DEFAULT_MODELS_PER_CALL, EvaluationTrainer,
-                                              baseline_checkpoints, choose_num_steps)
+from kerasdistill.distill.identity import check_model_dir, run_identity
+from kerasdistill.distill.loop import StartingLabels, distill_labels
+from kerasdistill.distill.registry import build_solver
+from kerasdistill.errors import DistillError
 from kerasdistill.evaluation.label_baselines import (TeacherBudget, class_mapping_labels,
-                                                     teacher_labels, train_teacher,
-                                                     uniform_labels)
-from kerasdistill.evaluation.transfer import (OPTIMIZERS, optimizer_transfer,
-                                              step_offset_transfer, summary)
-from kerasdistill.distill.horizon import WholeRunSolver, check_horizon_steps
-from kerasdistill.distill.learner_pool import LearnerPool
-from kerasdistill.distill.second_order import HYPERGRADIENT_MODES, check_unroll_steps
+                                                     teacher_labels, train_teacher, uniform_labels)
+from kerasdistill.evaluation.transfer import optimizer_transfer, step_offset_transfer, summary
 from kerasdistill.export.distilled_set import check_replaceable
-from kerasdistill.export.run_export import (DISTILLED_DIR, PLOTS_DIR, base_images_of,
-                                            write_run_products)
+from kerasdistill.export.run_export import DISTILLED_DIR, PLOTS_DIR, write_run_products
 from kerasdistill.files import (check_creatable, check_not_in_use, exclusive_folder,
-                               prepare_output_dir, read_json, write_json_atomic)
+                                prepare_output_dir, read_json, write_json_atomic)
+from kerasdistill.hardware import device_description, resolve_outer_precision
 from kerasdistill.models import ModelFactory, architecture_names
-from kerasdistill.run_identity import check_model_dir, run_identity
 from kerasdistill.seeding import BASELINE, CLASS_MAPPING, TEACHER, TEST, derive_seed
-
-# Fixed labellings run through the same protocol as learned labels (SPEC 3):
-# true_labels and label_smoothing need base images of the target's classes; teacher
-# labels any base images; uniform and class_mapping are the cross-dataset references
-# (class_mapping: each source class to one target class, chosen on validation).
-BASELINES = ("none", "true_labels", "label_smoothing", "teacher", "uniform", "class_mapping")
-_NEEDS_TARGET_CLASSES = ("true_labels", "label_smoothing")
-BASE_SELECTIONS = ("auto", "balanced", "unbalanced")
-# Where meta-learning starts (issue 13): the paper's uniform labels, the base images'
-# one-hot classes, or the teacher baseline's labels (its validated temperature).
-LABEL_INITS = ("uniform", "one_hot", "teacher")
-# The step count each validation point scores its labels at: the learner's (steps since
-# its last reset, SPEC 3, the paper's), or the labels' own, searched as for a baseline.
-VALIDATION_STEPS = ("learner", "search")
+from kerasdistill.training.trainer import (DEFAULT_MODELS_PER_CALL, EvaluationTrainer,
+                                           baseline_checkpoints, choose_num_steps)
+from kerasdistill.version import __version__
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Everything one run needs; `resolved()` fills the defaults that depend on the data
-    and the machine (config.json records the resolved values)."""
-
-    distill: DistillConfig
-    target: str = "mnist"
-    source: str | None = None          # None: the target itself
-    algorithm: str = "second_order"
-    architecture: str = "auto"        # auto: SPEC 3's table (LeNet greyscale, AlexNet colour)
-    baseline: str = "none"
-    label_smoothing: float = 0.1
-    baseline_max_steps: int | None = None  # None: SPEC 3's search up to 1000 / 1700 steps
-    teacher_epochs: int = TeacherBudget.epochs
-    teacher_temperatures: tuple = TeacherBudget.temperatures
-    teacher_epoch_choice: str = TeacherBudget.epoch_choice  # TEACHER_EPOCH_CHOICES
-    base_selection: str = "auto"       # auto: balanced within a dataset, unbalanced across
-    # EMNIST's images as the models see them: "as_stored" (transposed, as torchvision
-    # gave them to the paper's runs) or "upright"; and how a local emnist_letters.npz
-    # holds them (kerasdistill.data.loading.ORIENTATIONS).
-    emnist_orientation: str = "as_stored"
-    npz_orientation: str = "as_stored"
-    # TARGET_SPLITS: "from_test" re-splits a target that has only its test split
-    # (data/resplit.py), recorded; never chosen silently.
-    target_split: str = "official"
-    test_repetitions: int = 20
-    data_dir: str | None = None
-    download: bool = False
-    num_validation: int | None = None  # None: the protocol's (10,000 for MNIST)
-    target_set_size: int | None = None
-    outer_splits: int = 2
-    hypergradient: str = "forward"
-    outer_precision: str = DEFAULT_OUTER_PRECISION  # one of OUTER_PRECISIONS
-    eval_architectures: tuple = ()     # architecture transfer (SPEC 5.3)
-    eval_optimizers: tuple = ()        # optimizer transfer with model.fit (SPEC 5.4)
-    step_offsets: tuple = ()           # learned step count shifted (SPEC 5.4)
-    transfer_repetitions: int | None = None  # None: test_repetitions
-    label_init: str = "uniform"        # LABEL_INITS
-    unroll_steps: int = 1              # K inner SGD steps per hypergradient (second_order)
-    validation_steps: str = "learner"  # VALIDATION_STEPS
-    learner_pool: int = 1              # learners per meta step (learner_pool.py); 1: the paper's
-    horizon_steps: int = 0             # T: outer loss after T steps of a fresh model (horizon.py)
-    whitening: str = "none"            # WHITENINGS: "zca" whitens every image (data/whitening.py)
-    zca_regularization: float = DEFAULT_ZCA_REGULARIZATION
-
-    def resolved(self) -> "ExperimentConfig":
-        source = self.source or self.target
-        selection = self.base_selection
-        if selection == "auto":
-            selection = "balanced" if source == self.target else "unbalanced"
-        architecture = (default_architecture(self.target) if self.architecture == "auto"
-                        else self.architecture)
-        return dataclasses.replace(self, source=source, base_selection=selection,
-                                   architecture=architecture,
-                                   outer_precision=resolve_outer_precision(self.outer_precision))
-
-    def check(self):
-        """Raises DistillError for any setting that cannot work, before any data is read."""
-        get_dataset_spec(self.target)
-        get_dataset_spec(self.source or self.target)
-        if self.algorithm not in ALGORITHMS:
-            raise DistillError(
-                f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
-        if self.architecture != "auto" and self.architecture not in architecture_names():
-            raise DistillError(f"unknown architecture {self.architecture!r}; known: "
-                               f"{', '.join(architecture_names())}")
-        if self.baseline not in BASELINES:
-            raise DistillError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
-        if self.base_selection not in BASE_SELECTIONS:
-            raise DistillError(
-                f"base_selection must be one of {BASE_SELECTIONS}, got {self.base_selection!r}")
-        if self.test_repetitions <= 0:
-            raise DistillError(f"test_repetitions must be positive, got {self.test_repetitions}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise DistillError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        require_one_of("outer_precision", self.outer_precision, OUTER_PRECISIONS)
-        require_one_of("emnist_orientation", self.emnist_orientation, ORIENTATIONS)
-        require_one_of("npz_orientation", self.npz_orientation, ORIENTATIONS)
-        require_one_of("target_split", self.target_split, TARGET_SPLITS)
-        require_one_of("hypergradient", self.hypergradient, HYPERGRADIENT_MODES)
-        if self.outer_splits <= 0:
-            raise DistillError(f"outer_splits must be positive, got {self.outer_splits}")
-        unknown = sorted(set(self.eval_architectures) - set(architecture_names()))
-        if unknown:
-            raise DistillError(f"unknown eval architectures {unknown}; known: "
-                               f"{', '.join(architecture_names())}")
-        unknown = sorted(set(self.eval_optimizers) - set(OPTIMIZERS))
-        if unknown:
-            raise DistillError(f"unknown eval optimizers {unknown}; known: {', '.join(OPTIMIZERS)}")
-        if self.transfer_repetitions is not None and self.transfer_repetitions <= 0:
-            raise DistillError(
-                f"transfer_repetitions must be positive, got {self.transfer_repetitions}")
-        if self.baseline in _NEEDS_TARGET_CLASSES and (self.source or self.target) != self.target:
-            raise DistillError(f"the {self.baseline} baseline needs base examples from the target "
-                               f"dataset (its labels are target classes); drop --source, or use "
-                               f"--baseline=class_mapping, uniform or teacher across datasets")
-        if self.baseline == "class_mapping" and (self.source or self.target) == self.target:
-            raise DistillError("--baseline=class_mapping maps source classes to target classes: "
-                               "it needs --source (another dataset); within a dataset use "
-                               "--baseline=true_labels")
-        require_one_of("label_init", self.label_init, LABEL_INITS)
-        require_one_of("validation_steps", self.validation_steps, VALIDATION_STEPS)
-        if self.validation_steps != "learner" and self.baseline != "none":
-            raise DistillError(f"--validation_steps={self.validation_steps} concerns learned "
-                               f"labels; a baseline always searches its step count")
-        if self.label_init != "uniform" and self.baseline != "none":
-            raise DistillError(f"--label_init={self.label_init} starts meta-learning; a "
-                               f"baseline (--baseline={self.baseline}) learns nothing")
-        if self.label_init == "one_hot" and (self.source or self.target) != self.target:
-            raise DistillError("--label_init=one_hot needs base examples from the target "
-                               "dataset (their classes are target classes); across datasets "
-                               "use --label_init=teacher or uniform")
-        if self.unroll_steps != 1 and self.algorithm != "second_order":
-            raise DistillError(f"--unroll_steps={self.unroll_steps} is for "
-                               f"--algorithm=second_order; ridge regression solves its inner "
-                               f"problem in closed form")
-        check_unroll_steps(self.unroll_steps, self.hypergradient)
-        if isinstance(self.learner_pool, bool) or not isinstance(self.learner_pool, int) \
-                or self.learner_pool < 1:
-            raise DistillError(f"learner_pool must be a positive integer, got "
-                               f"{self.learner_pool!r}")
-        if self.learner_pool > 1 and self.baseline != "none":
-            raise DistillError(f"--learner_pool={self.learner_pool} learns labels; a baseline "
-                               f"(--baseline={self.baseline}) learns nothing")
-        if self.learner_pool > 1 and self.validation_steps != "search":
-            raise DistillError(f"--learner_pool={self.learner_pool} needs "
-                               f"--validation_steps=search: "
-                               f"{LearnerPool.needs_searched_validation}")
-        self._check_horizon()
-        require_one_of("whitening", self.whitening, WHITENINGS)
-        check_zca_regularization(self.zca_regularization)
-        if self.whitening != "zca" and self.zca_regularization != DEFAULT_ZCA_REGULARIZATION:
-            raise DistillError(f"--zca_regularization={self.zca_regularization} is the strength "
-                               f"of ZCA whitening: it needs --whitening=zca")
-        if self.label_init == "one_hot" and self.distill.label_parameterization == "softmax":
-            raise DistillError("--label_init=one_hot with --label_parameterization=softmax "
-                               "cannot move: a softmax's gradient vanishes at exact 0 and 1; "
-                               "use clip, or start from the teacher")
-        self.teacher_budget()  # validates the teacher's settings
-        if self.baseline_max_steps is not None and self.baseline_max_steps < 10:
-            raise DistillError(f"baseline_max_steps must be at least 10 (the first point of "
-                               f"the step search), got {self.baseline_max_steps}")
-
-    def _check_horizon(self):
-        check_horizon_steps(self.horizon_steps)
-        if not self.horizon_steps:
-            return
-        flag = f"--horizon_steps={self.horizon_steps}"
-        if self.algorithm != "second_order":
-            raise DistillError(f"{flag} trains models by gradient steps: it needs "
-                               f"--algorithm=second_order")
-        if self.baseline != "none":
-            raise DistillError(f"{flag} learns labels; a baseline (--baseline="
-                               f"{self.baseline}) learns nothing")
-        if self.unroll_steps != 1 or self.learner_pool != 1:
-            raise DistillError(f"{flag} replaces the K-step look-ahead and the learner pool: "
-                               f"drop --unroll_steps and --learner_pool")
-        if self.hypergradient != "reverse":
-            raise DistillError(f"{flag} needs --hypergradient=reverse: the forward-mode "
-                               f"hypergradient is exact for one inner step only")
-        if self.validation_steps != "search":
-            raise DistillError(f"{flag} needs --validation_steps=search: "
-                               f"{WholeRunSolver.needs_searched_validation}")
-
-    def teacher_budget(self) -> TeacherBudget:
-        return TeacherBudget(epochs=self.teacher_epochs,
-                             temperatures=tuple(float(t) for t in self.teacher_temperatures),
-                             epoch_choice=self.teacher_epoch_choice)
+def check_available(config: ExperimentConfig):
+    """The checks that need the data registry and the model registry (each option's own
+    check and the rules between options ran when `config` was made): the datasets and
+    architectures named exist."""
+    get_dataset_spec(config.target)
+    get_dataset_spec(config.source_or_target)
+    known = architecture_names()
+    for architecture in ([] if config.architecture == "auto" else [config.architecture]) + \
+            list(config.eval_architectures):
+        if architecture not in known:
+            raise DistillError(f"unknown architecture {architecture!r}; known: "
+                               f"{', '.join(known)}")
 
 
-def to_json_dict(config: ExperimentConfig) -> dict:
-    return dataclasses.asdict(config)
+def resolve(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` with its "auto" settings decided: the architecture from the budget table,
+    the outer precision for this machine (config.json records both)."""
+    return config.resolved(default_architecture, resolve_outer_precision)
+
+
+def teacher_budget(config: ExperimentConfig) -> TeacherBudget:
+    return TeacherBudget(epochs=config.teacher_epochs, temperatures=config.teacher_temperatures,
+                         epoch_choice=config.teacher_epoch_choice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,9 +105,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     Returns the results dictionary. Raises DistillError for bad input, and
     NonFiniteError (a DistillError) when a meta step gives NaN or infinity.
     """
-    config.check()
+    check_available(config)
     asked = to_json_dict(config)
-    config = config.resolved()
+    config = resolve(config)
     settings = to_json_dict(config)
     identity = run_identity(settings)
     _check_model_dir_before_writing(model_dir, settings)
@@ -310,7 +142,7 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
                   f"{len(inputs.base_images)} base examples from {config.source}", file=sys.stderr)
 
         trainer = EvaluationTrainer(solver, inputs.base_images, config.distill.inner_batch_size,
-                                    augmentation=config.distill.augmentation)
+                                    augmentation=Augmentation(config.distill.augment))
         method = config.baseline if config.baseline != "none" else config.algorithm
         results: dict = {"method": method}
         if config.baseline == "none":
@@ -426,7 +258,7 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
                           config.target_set_size)
     if config.source == config.target:
         # The whole training pool, not a target_set_size cut of it: the base images stay
-        # the same across target-set sizes (SPEC 5.5 varies the targets only).
+        # the same across target-set sizes (docs/method.md section 5.5 varies the targets only).
         candidate_positions = target.base_pool_positions
         candidate_labels = target_raw.train_labels[candidate_positions]
         candidate_images = target_raw.train_images[candidate_positions]
@@ -443,7 +275,8 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
                                   config.base_selection == "balanced", config.distill.seed)
     images_uint8 = base_images_of(candidate_images, chosen, target.spec.image_shape)
     base_images = normalize_images(images_uint8, target.spec)
-    whitening = run_whitening(config, target)
+    whitening = fit_run_whitening(config.whitening, config.zca_regularization,
+                                  target.train_images)
     if whitening is not None:
         target = target.whitened(whitening)
         base_images = whitening(base_images)
@@ -451,15 +284,6 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
                      base_images=base_images, base_labels=candidate_labels[chosen],
                      base_indices=candidate_positions[chosen], source_origin=source_origin,
                      whitening=whitening)
-
-
-def run_whitening(config, target: TargetSplits) -> ZCAStatistics | None:
-    """The run's ZCA whitening, fitted on its training split (never on validation or
-    test images), or None. `config`: an ExperimentConfig or a config.json dict."""
-    settings = config if isinstance(config, dict) else to_json_dict(config)
-    if settings.get("whitening", "none") == "none":
-        return None
-    return ZCAStatistics.fit(target.train_images, settings["zca_regularization"])
 
 
 def _distill(config, solver, factory, trainer, inputs: RunInputs, model_dir, identity, results,
@@ -499,7 +323,7 @@ def _distill(config, solver, factory, trainer, inputs: RunInputs, model_dir, ide
 
 def _starting_labels(config, factory, trainer, inputs: RunInputs, verbose) -> StartingLabels:
     """The labels meta-learning starts from (config.label_init), with the step count
-    they are scored at: the baselines' search on validation (SPEC 3)."""
+    they are scored at: the baselines' search on validation (docs/method.md section 3)."""
     checkpoints = baseline_checkpoints(config.distill.num_base_examples,
                                        config.baseline_max_steps)
     seed = derive_seed(config.distill.seed, BASELINE)
@@ -523,7 +347,7 @@ def _teacher_labelling(config, factory, trainer, inputs: RunInputs, checkpoints,
     """The teacher's labels of the base images at the temperature validation chooses;
     returns (labels, step count, record of the teacher and the temperature search)."""
     begin = time.perf_counter()
-    budget = config.teacher_budget()
+    budget = teacher_budget(config)
     epoch_weights = [] if budget.epoch_choice == "search" else None
     teacher, record = train_teacher(factory, inputs.target, budget,
                                     derive_seed(config.distill.seed, TEACHER),
@@ -536,7 +360,7 @@ def _teacher_labelling(config, factory, trainer, inputs: RunInputs, checkpoints,
 
 def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times, verbose):
     """A fixed labelling of the base images (BASELINES), with the step count chosen on
-    validation as SPEC 3 says for the baselines."""
+    validation as docs/method.md section 3 says for the baselines."""
     target, num_classes = inputs.target, inputs.target.spec.num_classes
     checkpoints = baseline_checkpoints(config.distill.num_base_examples,
                                        config.baseline_max_steps)
@@ -556,7 +380,7 @@ def _baseline_labels(config, factory, trainer, inputs: RunInputs, results, times
         source_solver = _solver(config, dataclasses.replace(factory, num_classes=source_classes))
         source_trainer = EvaluationTrainer(source_solver, inputs.base_images,
                                            config.distill.inner_batch_size,
-                                           augmentation=config.distill.augmentation)
+                                           augmentation=Augmentation(config.distill.augment))
         labels, mapping = class_mapping_labels(
             source_trainer, inputs.base_labels, source_classes, num_classes, checkpoints,
             derive_seed(config.distill.seed, CLASS_MAPPING), target)
@@ -593,7 +417,7 @@ def _evaluate(config, factory, trainer, inputs: RunInputs, labels, num_steps, re
             other = _solver(config, dataclasses.replace(factory, architecture=architecture))
             other_trainer = EvaluationTrainer(other, inputs.base_images,
                                               config.distill.inner_batch_size,
-                                              augmentation=config.distill.augmentation)
+                                              augmentation=Augmentation(config.distill.augment))
             results["architecture_transfer"][architecture] = summary(other_trainer.test_accuracies(
                 labels, num_steps, transfer_seeds, target.test_images, target.test_labels))
     if config.step_offsets:

@@ -12,11 +12,8 @@ import os
 import platform
 import sys
 
-# Precisions of the outer pass. "auto": mixed bf16 on CPUs with bf16 instructions,
-# float32 elsewhere (resolve_outer_precision; BUILD_NOTES has the measurements).
-OUTER_PRECISIONS = ("auto", "float32", "mixed_conv_bfloat16")
-DEFAULT_OUTER_PRECISION = "float32"
-
+# Re-exported: the choices are defined in config.py.
+from kerasdistill.config import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS  # noqa: F401
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 

@@ -72,6 +72,7 @@ def tiny_config(data_dir, num_base_examples=10, inner_batch_size=5, epochs=3, se
     """An ExperimentConfig small enough for a test: fake MNIST, 64-image outer batches,
     validation every epoch, reset window 3, float32."""
     import dataclasses
+
     from kerasdistill.distill.loop import DistillConfig
     from kerasdistill.experiment import ExperimentConfig
     distill = DistillConfig(num_base_examples=num_base_examples,
@@ -99,11 +100,21 @@ def make_finished_runs(root, variants: dict, **config_kwargs):
 
 
 def assert_refused_before_any_work(tmp_path, message: str, **changes):
-    """`tiny_config` with `changes` is refused by `run_experiment` with `message`, before
-    any data is read or any file written."""
+    """`tiny_config` with `changes` is refused with `message` (by the config as it is made,
+    or by `run_experiment`), before any data is read or any file written."""
     from kerasdistill.errors import DistillError
     from kerasdistill.experiment import run_experiment
-    config = tiny_config(str(tmp_path / "no_data_here"), **changes)
     with pytest.raises(DistillError, match=message):
+        config = tiny_config(str(tmp_path / "no_data_here"), **changes)
         run_experiment(config, str(tmp_path / "run"), verbose=False)
     assert not (tmp_path / "run").exists()
+
+
+def run_folder_without_its_set(model_dir, copy) -> str:
+    """A copy of a finished run with config.json and results.json only (as committed runs
+    and runs made before sets existed are), so export has to rebuild its set."""
+    import shutil
+    os.makedirs(copy, exist_ok=True)
+    for name in ("config.json", "results.json"):
+        shutil.copy(os.path.join(model_dir, name), os.path.join(copy, name))
+    return str(copy)

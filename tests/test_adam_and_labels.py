@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from kerasdistill.distill.adam import adam_init, adam_update
 from kerasdistill.distill.meta_step import project_to_simplex_rows, uniform_labels
+from kerasdistill.training.adam import adam_init, adam_update
 
 
 def _numpy_adam(param, grads, lr, b1=0.9, b2=0.999, eps=1e-8):

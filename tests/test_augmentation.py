@@ -9,13 +9,13 @@ import pytest
 import tensorflow as tf
 
 from kerasdistill.data.augmentation import Augmentation, crop_padding
-from kerasdistill.distill.loop import DistillConfig, default_identity
+from kerasdistill.distill.identity import loop_identity, run_identity
+from kerasdistill.distill.loop import DistillConfig
 from kerasdistill.distill.meta_step import init_meta_state, make_meta_step
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
-from kerasdistill.evaluation.training import EvaluationTrainer
 from kerasdistill.models import ModelFactory
-from kerasdistill.run_identity import run_identity
+from kerasdistill.training.trainer import EvaluationTrainer
 from tests.conftest import tiny_config
 
 SEED = tf.constant([7, 3], tf.int32)
@@ -80,7 +80,7 @@ def test_draws_are_stateless_and_leading_dims_are_examples():
 def test_operations_have_one_spelling_and_bad_names_are_refused():
     assert Augmentation(("flip", "crop")).operations == ("crop", "flip")
     config = DistillConfig(num_base_examples=10, inner_batch_size=5, augment=("flip", "crop"))
-    assert config.augment == ("crop", "flip") and config.augmentation
+    assert config.augment == ("crop", "flip") and Augmentation(config.augment)
     for bad in (("rotate",), ("crop", "crop")):
         with pytest.raises(DistillError, match="augment must be distinct names"):
             DistillConfig(num_base_examples=10, inner_batch_size=5, augment=bad)
@@ -135,7 +135,8 @@ def test_stacked_models_see_the_augmented_batches_they_would_alone():
 
 
 def test_augmented_run_is_another_run_and_its_set_carries_the_recipe(tmp_path):
-    from kerasdistill.evaluation.train_distilled import (TrainSettings, augmented_batches,
+    from kerasdistill.config import TrainSettings
+    from kerasdistill.evaluation.train_distilled import (augmented_batches, resolve_train_settings,
                                                          train_on_distilled)
     from kerasdistill.experiment import run_experiment
     from kerasdistill.export.distilled_set import load_distilled
@@ -149,8 +150,8 @@ def test_augmented_run_is_another_run_and_its_set_carries_the_recipe(tmp_path):
     assert run_identity(old) == run_identity(plain)
     base = DistillConfig(num_base_examples=10, inner_batch_size=5)
     solver = UnrolledSGDSolver(ModelFactory("lenet", (28, 28, 1), 10))
-    assert "augment" not in default_identity(base, solver)["distill"]
-    assert default_identity(dataclasses.replace(base, augment=("crop",)), solver)[
+    assert "augment" not in loop_identity(base, solver)["distill"]
+    assert loop_identity(dataclasses.replace(base, augment=("crop",)), solver)[
         "distill"]["augment"] == ["crop"]
 
     data_dir = str(tmp_path / "data")
@@ -163,14 +164,14 @@ def test_augmented_run_is_another_run_and_its_set_carries_the_recipe(tmp_path):
     with open(tmp_path / "run" / "distilled_set" / "distilled_set.json") as f:
         assert json.load(f)["recipe"]["augment"] == ["crop"]
     distilled = load_distilled(str(tmp_path / "run" / "distilled_set"))
-    assert TrainSettings().resolved(distilled).augment == ("crop",)
-    assert TrainSettings(augment=()).resolved(distilled).augment == ()
+    assert resolve_train_settings(TrainSettings(), distilled).augment == ("crop",)
+    assert resolve_train_settings(TrainSettings(augment=()), distilled).augment == ()
     with pytest.raises(DistillError, match="augment must be distinct names"):
-        TrainSettings(augment=("zoom",)).resolved(distilled)
+        resolve_train_settings(TrainSettings(augment=("zoom",)), distilled)
     images = _images(count=40)
     labels = np.random.default_rng(0).integers(0, 10, 40)
-    results = {a: train_on_distilled(distilled, TrainSettings(
-        repetitions=1, steps=5, augment=a).resolved(distilled), images, labels)
+    results = {a: train_on_distilled(distilled, resolve_train_settings(TrainSettings(
+        repetitions=1, steps=5, augment=a), distilled), images, labels)
         for a in (None, ())}
     assert results[None]["settings"]["augment"] == ("crop",)
     assert results[()]["settings"]["augment"] == ()

@@ -8,16 +8,15 @@ import pytest
 import tensorflow as tf
 
 from kerasdistill.data.pipeline import inner_batch_indices, random_subset
-from kerasdistill.distill.adam import adam_init, adam_update
+from kerasdistill.distill.identity import run_identity
 from kerasdistill.distill.loop import DistillConfig, StartingLabels, distill_labels
-from kerasdistill.distill.meta_step import (init_meta_state, make_meta_step,
-                                            project_to_simplex_rows)
+from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, project_to_simplex_rows
 from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
-from kerasdistill.run_identity import run_identity
+from kerasdistill.training.adam import adam_init, adam_update
 from tests.conftest import assert_refused_before_any_work, tiny_config
 from tests.test_hypergradient import hypergradient_and_finite_differences
 from tests.test_meta_loop import _tiny_target
@@ -328,8 +327,8 @@ def _two_epoch_run():
 def test_searched_validation_scores_each_point_at_the_labels_own_step_count():
     """validation_steps=search: each point's step count is the search's choice on one
     model, and its error that of a fresh model of the point's own seed at that count."""
-    from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
     from kerasdistill.seeding import VALIDATION, VALIDATION_SEARCH, derive_seed
+    from kerasdistill.training.trainer import EvaluationTrainer, choose_num_steps
     target, base_images, config, solver = _two_epoch_run()
     checkpoints = [10, 25, 50, 75]
     searched = distill_labels(solver, config, base_images, target, verbose=False,
@@ -365,14 +364,14 @@ def test_searched_validation_settings():
 
 
 def test_library_identity_tells_unrolls_apart_and_keeps_clip_as_before():
-    from kerasdistill.distill.loop import default_identity
+    from kerasdistill.distill.identity import loop_identity
     config = DistillConfig(num_base_examples=10, inner_batch_size=5)
     factory = ModelFactory("lenet", (28, 28, 1), 10)
-    one = default_identity(config, UnrolledSGDSolver(factory))
-    five = default_identity(config, UnrolledSGDSolver(factory, hypergradient="reverse",
+    one = loop_identity(config, UnrolledSGDSolver(factory))
+    five = loop_identity(config, UnrolledSGDSolver(factory, hypergradient="reverse",
                                                       unroll_steps=5))
     assert "label_parameterization" not in one["distill"] and one != five
-    softmax = default_identity(dataclasses.replace(config, label_parameterization="softmax"),
+    softmax = loop_identity(dataclasses.replace(config, label_parameterization="softmax"),
                                UnrolledSGDSolver(factory))
     assert softmax["distill"]["label_parameterization"] == "softmax"
 
@@ -380,8 +379,8 @@ def test_library_identity_tells_unrolls_apart_and_keeps_clip_as_before():
 def test_validation_with_several_models_scores_their_mean_error():
     """validation_models=M: each point's error is the mean of M fresh models, model 0 the
     paper's one; the same meta-learning, and the start is scored the same way."""
-    from kerasdistill.evaluation.training import EvaluationTrainer
     from kerasdistill.seeding import START_VALIDATION, VALIDATION, derive_seed
+    from kerasdistill.training.trainer import EvaluationTrainer
     target, base_images, config, solver = _two_epoch_run()
     start = np.full((10, 10), 0.02, np.float32)
     start[np.arange(10), target.train_labels[:10]] = 0.82
@@ -408,11 +407,11 @@ def test_validation_with_several_models_scores_their_mean_error():
         one.final_soft_labels, last["num_train_steps"], derive_seed(3, VALIDATION, 1),
         target.validation_images, target.validation_labels)
     for bad in (0, -1, True, 2.0):
-        with pytest.raises(DistillError, match="validation_models must be a positive"):
+        with pytest.raises(DistillError, match="validation_models must be a whole number >= 1"):
             DistillConfig(num_base_examples=10, inner_batch_size=5, validation_models=bad)
-    from kerasdistill.distill.loop import default_identity
-    assert "validation_models" not in default_identity(config, solver)["distill"]
-    assert default_identity(dataclasses.replace(config, validation_models=5), solver)[
+    from kerasdistill.distill.identity import loop_identity
+    assert "validation_models" not in loop_identity(config, solver)["distill"]
+    assert loop_identity(dataclasses.replace(config, validation_models=5), solver)[
         "distill"]["validation_models"] == 5
     recorded = dataclasses.asdict(tiny_config(None))
     assert "distill.validation_models" not in run_identity(recorded)

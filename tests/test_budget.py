@@ -1,13 +1,13 @@
-"""The paper's budget table (SPEC 3) as the defaults of every entry point."""
+"""The paper's budget table (docs/method.md section 3) as the defaults of every entry point."""
 
 import json
 
 import pytest
 
-from tests.conftest import run_cli, write_fake_npz
 from kerasdistill.budget import protocol_budget, resolve_budget
+from tests.conftest import run_cli, write_fake_npz
 
-# SPEC 3, written out independently of kerasdistill/budget.py:
+# docs/method.md section 3, written out independently of kerasdistill/budget.py:
 # (target, n) -> (architecture, n_i, epochs)
 SPEC_TABLE = {
     **{("mnist", n): ("lenet", i, 400 if n <= 100 else 800)

@@ -155,6 +155,7 @@ def test_a_local_emnist_npz_states_its_orientation(tmp_path, held, wanted, trans
 
 def test_tfds_labels_out_of_range_are_rejected():
     import tensorflow_datasets as tfds
+
     # The generic mock draws EMNIST labels from TFDS's 37 declared classes, which
     # the real letters data never uses (0, 27..36): the loader must refuse them.
     with tfds.testing.mock_data(num_examples=60):
@@ -261,14 +262,14 @@ def test_cub_through_tfds_mock_data_comes_in_one_size():
 
 def test_cross_dataset_base_images_get_the_targets_size_and_normalisation(tmp_path):
     from kerasdistill.data.registry import COLOUR_MEAN, COLOUR_STD
-    from kerasdistill.experiment import load_inputs
+    from kerasdistill.experiment import load_inputs, resolve
     from tests.conftest import tiny_config
     rng = np.random.default_rng(1)
     source = rng.integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)
     np.savez(str(tmp_path / "cub200.npz"), x_train=source, y_train=np.arange(50) % 200,
              x_test=source[:5], y_test=np.arange(5))
     write_fake_npz(str(tmp_path / "cifar10.npz"), shape=(32, 32, 3))
-    config = tiny_config(str(tmp_path), target="cifar10", source="cub200").resolved()
+    config = resolve(tiny_config(str(tmp_path), target="cifar10", source="cub200"))
     inputs = load_inputs(config)
     # The source is resized once, at load (antialiased bilinear), and not again.
     expected = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(

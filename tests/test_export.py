@@ -1,5 +1,5 @@
 """Distilled sets: the TFDS round trip, load_distilled + model.fit, export of old runs,
-label statistics and pictures, the README's plain-TFDS example."""
+label statistics and pictures, the plain-TFDS example of docs/distilled-sets.md."""
 
 import json
 import os
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from kerasdistill.errors import DistillError
-from kerasdistill.evaluation.label_analysis import analyse_labels, label_entropy, top_k
 from kerasdistill.export.distilled_set import DistilledSet, load_distilled
+from kerasdistill.export.label_analysis import analyse_labels, label_entropy, top_k
 from kerasdistill.export.run_export import export_run
-from tests.conftest import REPO_ROOT, make_finished_runs, write_fake_npz
+from tests.conftest import REPO_ROOT, make_finished_runs, run_folder_without_its_set, write_fake_npz
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,7 @@ def test_tfds_round_trip_without_kerasdistill(finished_runs):
 
 def test_load_distilled_and_model_fit(finished_runs):
     import keras
+
     from kerasdistill.models import ModelFactory
     data_dir, runs = finished_runs
     distilled = load_distilled(os.path.join(runs["true"][0], "distilled_set"))
@@ -102,9 +103,7 @@ def test_export_rebuilds_an_old_run_identically(finished_runs, tmp_path):
     data_dir, runs = finished_runs
     model_dir, _ = runs["ld"]
     old = tmp_path / "old_run"
-    old.mkdir()
-    for name in ("config.json", "results.json"):
-        shutil.copy(os.path.join(model_dir, name), old / name)
+    run_folder_without_its_set(model_dir, old)
     products = export_run(str(old), data_dir=data_dir)
     exported, original = (np.load(os.path.join(d, "distilled_set", "distilled_set.npz"))
                           for d in (old, model_dir))
@@ -116,13 +115,61 @@ def test_export_rebuilds_an_old_run_identically(finished_runs, tmp_path):
     assert load_distilled(str(elsewhere)).num_train_steps == products.distilled.num_train_steps
 
 
+def test_export_of_a_finished_run_reads_no_data_and_builds_no_model(finished_runs, tmp_path,
+                                                                    monkeypatch):
+    """A run hands its set everything it needs: exporting copies it, whatever the data."""
+    import kerasdistill.data.loading as loading
+    import kerasdistill.export.rebuild as rebuild
+    from kerasdistill.models.registry import ModelFactory
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the export read a dataset or built a model")
+
+    for module, name in ((loading, "load_dataset"), (rebuild, "load_dataset"),
+                         (ModelFactory, "build")):
+        monkeypatch.setattr(module, name, refuse)
+    _, runs = finished_runs
+    model_dir, results = runs["ld"]
+    copy = tmp_path / "copy"
+    products = export_run(model_dir, output_dir=str(copy), data_dir="/no/such/folder",
+                          plots_dir=str(tmp_path / "plots"))
+    written = os.path.join(model_dir, "distilled_set")
+    with np.load(os.path.join(written, "distilled_set.npz")) as made, \
+            np.load(copy / "distilled_set.npz") as again:
+        assert made.files == again.files
+        for key in made.files:
+            assert made[key].dtype == again[key].dtype
+            assert made[key].tobytes() == again[key].tobytes()
+    with open(os.path.join(written, "distilled_set.json")) as a, \
+            open(copy / "distilled_set.json") as b:
+        assert json.load(a) == json.load(b)
+    assert sorted(products.plots) == sorted(os.listdir(tmp_path / "plots")) != []
+    assert products.label_analysis == results["label_analysis"]
+    # In place: the run's own folder, the same labels.
+    export_run(model_dir, plots_dir="")
+    np.testing.assert_array_equal(load_distilled(written).soft_labels,
+                                  np.asarray(results["labels"], np.float32))
+
+
+def test_export_refuses_a_set_that_is_not_the_runs(finished_runs, tmp_path):
+    _, runs = finished_runs
+    folder = tmp_path / "run"
+    shutil.copytree(runs["ld"][0], folder, ignore=shutil.ignore_patterns("checkpoint", "*.lock"))
+    shutil.rmtree(folder / "distilled_set")
+    shutil.copytree(os.path.join(runs["true"][0], "distilled_set"), folder / "distilled_set")
+    with pytest.raises(DistillError, match="does not hold the labels of the run's results.json"):
+        export_run(str(folder), output_dir=str(tmp_path / "out"), plots_dir="")
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_refuses_data_that_do_not_match_the_run(finished_runs, tmp_path):
     _, runs = finished_runs
     other_data = tmp_path / "other"
     other_data.mkdir()
     write_fake_npz(str(other_data / "mnist.npz"), seed=5)
+    old = run_folder_without_its_set(runs["ld"][0], tmp_path / "old_run")
     with pytest.raises(DistillError, match="do not match the run"):
-        export_run(runs["ld"][0], output_dir=str(tmp_path / "out"), data_dir=str(other_data))
+        export_run(old, output_dir=str(tmp_path / "out"), data_dir=str(other_data))
     assert not (tmp_path / "out").exists()
     with pytest.raises(DistillError, match="not a finished run"):
         export_run(str(tmp_path))
@@ -164,7 +211,7 @@ def test_no_run_can_start_in_a_folder_while_it_is_exported(finished_runs, tmp_pa
     from kerasdistill.files import exclusive_folder
     data_dir, runs = finished_runs
     model_dir = runs["ld"][0]
-    real_write = run_export.write_run_products
+    real_write = run_export.write_distilled_set
     refusals = []
 
     def a_run_starts_mid_export(*args, **kwargs):
@@ -174,7 +221,7 @@ def test_no_run_can_start_in_a_folder_while_it_is_exported(finished_runs, tmp_pa
         refusals.append(refusal)
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(run_export, "write_run_products", a_run_starts_mid_export)
+    monkeypatch.setattr(run_export, "write_distilled_set", a_run_starts_mid_export)
     export_run(model_dir, output_dir=str(tmp_path / "out"), data_dir=data_dir, plots_dir="")
     assert len(refusals) == 1 and (tmp_path / "out").is_dir()
     with exclusive_folder(model_dir):  # free again once the export has ended
@@ -293,16 +340,21 @@ def test_pictures_of_colour_many_class_and_cross_dataset_sets(tmp_path, target, 
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_readme_example_is_the_plain_keras_script():
-    """The README's plain TFDS/Keras example is the body of experiments/train_plain_keras.py."""
-    with open(os.path.join(REPO_ROOT, "README.md")) as f:
-        readme = f.read()
+def test_docs_example_is_the_plain_keras_script():
+    """The plain TFDS/Keras example of docs/distilled-sets.md (the code block between its
+    markers) is the body of experiments/train_plain_keras.py, line for line."""
+    with open(os.path.join(REPO_ROOT, "docs", "distilled-sets.md")) as f:
+        doc = f.read()
     with open(os.path.join(REPO_ROOT, "experiments", "train_plain_keras.py")) as f:
         script = f.read()
-    body = re.search(r"# --- README example: start ---\n(.*?)    # --- README example: end",
-                     script, re.S).group(1)
+    # The script's markers may name the README (where the example used to be) or the docs.
+    body = re.search(r"# --- (?:README|docs) example: start ---\n(.*?)"
+                     r"    # --- (?:README|docs) example: end", script, re.S).group(1)
     snippet = "\n".join(line[4:] for line in body.splitlines())
-    assert snippet.strip() in readme
+    block = re.search(r"<!-- plain Keras example: start -->\n```python\n(.*?)```\n"
+                      r"<!-- plain Keras example: end -->", doc, re.S)
+    assert block, "docs/distilled-sets.md has lost the plain Keras example or its markers"
+    assert block.group(1).strip() == snippet.strip()
 
 
 def test_plain_keras_script_trains_on_a_set(finished_runs):

@@ -4,10 +4,10 @@ import pytest
 import tensorflow as tf
 
 from kerasdistill import hardware
+from kerasdistill.distill.loop import DistillConfig
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import ExperimentConfig
-from kerasdistill.distill.loop import DistillConfig
+from kerasdistill.experiment import ExperimentConfig, resolve
 from kerasdistill.models import ModelFactory
 
 
@@ -33,7 +33,7 @@ def test_config_records_the_resolved_precision(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     config = ExperimentConfig(distill=DistillConfig(num_base_examples=10, inner_batch_size=10),
                               outer_precision="auto")
-    assert config.resolved().outer_precision == "mixed_conv_bfloat16"
+    assert resolve(config).outer_precision == "mixed_conv_bfloat16"
 
 
 def test_solver_accepts_auto(monkeypatch):
@@ -43,10 +43,9 @@ def test_solver_accepts_auto(monkeypatch):
 
 
 def test_unknown_precision_is_refused():
-    config = ExperimentConfig(distill=DistillConfig(num_base_examples=10, inner_batch_size=10),
-                              outer_precision="bfloat8")
     with pytest.raises(DistillError, match="outer_precision must be one of"):
-        config.check()
+        ExperimentConfig(distill=DistillConfig(num_base_examples=10, inner_batch_size=10),
+                         outer_precision="bfloat8")
 
 
 # --- oneDNN on by default (issue 8, item 1) --------------------------------------------
@@ -58,6 +57,7 @@ def _python(code, **env_changes):
     import os
     import subprocess
     import sys
+
     from tests.conftest import REPO_ROOT
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env.update({"PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "3", **env_changes})
@@ -104,6 +104,7 @@ print(json.dumps(state.soft_labels.numpy().tolist()))
 def test_onednn_on_and_off_agree_within_float_tolerance():
     """oneDNN changes the order of float32 sums, not the result beyond rounding."""
     import json
+
     import numpy as np
     on = np.asarray(json.loads(_python(_FIVE_META_STEPS, TF_ENABLE_ONEDNN_OPTS="1").stdout))
     off = np.asarray(json.loads(_python(_FIVE_META_STEPS, TF_ENABLE_ONEDNN_OPTS="0").stdout))

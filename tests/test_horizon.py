@@ -7,19 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill.distill.adam import adam_init, adam_update
 from kerasdistill.distill.horizon import WholeRunSolver
+from kerasdistill.distill.identity import loop_identity, run_identity
 from kerasdistill.distill.learner_pool import LearnerPool
-from kerasdistill.distill.loop import default_identity, distill_labels
+from kerasdistill.distill.loop import distill_labels
 from kerasdistill.distill.meta_step import init_meta_state, make_meta_step
 from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.models import ModelFactory
-from kerasdistill.run_identity import run_identity
-from tests.conftest import (assert_one_error, assert_refused_before_any_work, run_cli,
-                            tiny_config)
+from kerasdistill.training.adam import adam_init, adam_update
+from tests.conftest import assert_one_error, assert_refused_before_any_work, run_cli, tiny_config
 from tests.test_hypergradient import hypergradient_and_finite_differences
 from tests.test_meta_loop import _step_at_a_time, interrupted_and_resumed, tiny_loop_problem
 
@@ -201,10 +200,10 @@ def test_whole_run_goes_through_the_one_outer_loop_and_resumes_exactly(tmp_path)
     factory = ModelFactory("lenet", (28, 28, 1), 10)
     others = [build_solver("second_order", factory, hypergradient="reverse", horizon_steps=4),
               build_solver("second_order", factory, hypergradient="reverse", unroll_steps=3)]
-    identities = {str(default_identity(config, s)) for s in [solver] + others}
+    identities = {str(loop_identity(config, s)) for s in [solver] + others}
     assert len(identities) == 3
-    assert default_identity(config, solver)["horizon_steps"] == 3
-    assert "unroll_steps" not in default_identity(config, solver)
+    assert loop_identity(config, solver)["horizon_steps"] == 3
+    assert "unroll_steps" not in loop_identity(config, solver)
     with pytest.raises(DistillError, match="other settings"):
         distill_labels(others[0], config, base_images, target, verbose=False,
                        checkpoint_dir=checkpoint_dir, validation_checkpoints=[5, 10, 20])
@@ -222,17 +221,17 @@ def test_whole_run_evaluates_and_exports_the_wrapped_solver_s_models():
 
 @pytest.mark.parametrize("make,message", [
     (lambda f: WholeRunSolver(UnrolledSGDSolver(f, hypergradient="reverse"), 0),
-     "horizon_steps >= 1"),
+     "horizon_steps must be a whole number >= 1"),
     (lambda f: WholeRunSolver(UnrolledSGDSolver(f, hypergradient="reverse"), 2.0),
      "whole number"),
-    (lambda f: WholeRunSolver(UnrolledSGDSolver(f), 5), "needs hypergradient='reverse'"),
+    (lambda f: WholeRunSolver(UnrolledSGDSolver(f), 5), "needs --hypergradient=reverse"),
     (lambda f: WholeRunSolver(UnrolledSGDSolver(f, hypergradient="reverse", unroll_steps=2),
-                              5), "one of --unroll_steps and --horizon_steps"),
-    (lambda f: WholeRunSolver(RidgeRegressionSolver(f), 5), "second-order solver"),
+                              5), "drop --unroll_steps and --learner_pool"),
+    (lambda f: WholeRunSolver(RidgeRegressionSolver(f), 5), "needs --algorithm=second_order"),
     (lambda f: WholeRunSolver(UnrolledSGDSolver(f, hypergradient="reverse"), 5,
                               initializations=0), "initializations"),
     (lambda f: build_solver("second_order", f, hypergradient="reverse", horizon_steps=5,
-                            learner_pool=2), "no learner pool"),
+                            learner_pool=2), "drop --unroll_steps and --learner_pool"),
     (lambda f: LearnerPool(WholeRunSolver(UnrolledSGDSolver(f, hypergradient="reverse"), 5),
                            2), None),
 ])
@@ -264,10 +263,8 @@ def test_bad_whole_run_settings_are_refused_before_any_work(tmp_path, changes, m
 
 
 def test_a_baseline_with_a_horizon_is_refused(tmp_path):
-    config = tiny_config(str(tmp_path), horizon_steps=5, hypergradient="reverse",
-                         baseline="teacher")
     with pytest.raises(DistillError, match="learns nothing"):
-        config.check()
+        tiny_config(str(tmp_path), horizon_steps=5, hypergradient="reverse", baseline="teacher")
 
 
 def test_horizon_cli_refuses_with_one_error(tmp_path):
@@ -291,7 +288,7 @@ def test_horizon_identity():
 def test_label_learning_rate_flag_refuses_a_bad_rate_with_one_error(tmp_path):
     result = run_cli("experiments.distill", f"--model_dir={tmp_path / 'run'}",
                      "--label_learning_rate=0", f"--data_dir={tmp_path}")
-    assert_one_error(result, "label_learning_rate must be positive")
+    assert_one_error(result, "label_learning_rate must be a finite number > 0, got 0.0")
     assert not (tmp_path / "run").exists()
 
 
@@ -312,6 +309,6 @@ def test_the_benchmark_times_the_horizon_step_and_refuses_what_it_cannot(tmp_pat
     for flags, message in ((["--horizon_steps=2"], "needs --hypergradient=reverse"),
                            (["--horizon_steps=2", "--hypergradient=reverse", "--measure=loop"],
                             "times the meta step only"),
-                           (["--horizon_steps=-1"], "must be 0 or positive")):
+                           (["--horizon_steps=-1"], "horizon_steps must be a whole number >= 0")):
         refused = run_cli("experiments.benchmark", *flags)
         assert refused.returncode != 0 and message in refused.stderr

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill.distill.adam import adam_init
 from kerasdistill.distill.meta_step import init_meta_state, make_meta_step
 from kerasdistill.distill.plain_reference import plain_meta_step
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.models import ModelFactory
+from kerasdistill.training.adam import adam_init
 
 
 def _problem(dtype, inner=4, outer=16, seed=0, shape=(28, 28, 1)):

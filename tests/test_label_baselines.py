@@ -7,11 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_config, write_fake_npz
 from kerasdistill.errors import DistillError
-from kerasdistill.evaluation.label_baselines import (TeacherBudget, best_class_mapping,
-                                                     softmax_at)
-from kerasdistill.experiment import run_experiment
+from kerasdistill.evaluation.label_baselines import TeacherBudget, best_class_mapping, softmax_at
+from kerasdistill.experiment import resolve, run_experiment
+from tests.conftest import tiny_config, write_fake_npz
 
 
 def test_softmax_at_a_temperature_matches_the_formula():
@@ -107,8 +106,8 @@ def test_teacher_labels_are_exactly_the_softmax_of_the_teachers_logits(tmp_path)
     from kerasdistill.data.splits import split_target
     from kerasdistill.distill.registry import build_solver
     from kerasdistill.evaluation.label_baselines import teacher_labels
-    from kerasdistill.evaluation.training import EvaluationTrainer
     from kerasdistill.models import ModelFactory
+    from kerasdistill.training.trainer import EvaluationTrainer
     target = split_target(load_dataset("mnist", _data_dir(tmp_path)), seed=0, num_validation=100)
     base = target.train_images[:10]
     logits = np.random.default_rng(0).normal(0, 3, (10, 10)).astype(np.float32)
@@ -137,8 +136,8 @@ def test_the_teachers_epoch_is_searched_with_its_temperature(tmp_path):
     from kerasdistill.data.splits import split_target
     from kerasdistill.distill.registry import build_solver
     from kerasdistill.evaluation.label_baselines import teacher_labels
-    from kerasdistill.evaluation.training import EvaluationTrainer
     from kerasdistill.models import ModelFactory
+    from kerasdistill.training.trainer import EvaluationTrainer
     target = split_target(load_dataset("mnist", _data_dir(tmp_path)), seed=0, num_validation=100)
     base = target.train_images[:10]
     rng = np.random.default_rng(1)
@@ -173,19 +172,19 @@ def test_the_teachers_epoch_is_searched_with_its_temperature(tmp_path):
 
 
 def test_a_searched_teachers_run_records_every_epoch(tmp_path):
+    from kerasdistill.distill.identity import run_identity
     from kerasdistill.experiment import to_json_dict
-    from kerasdistill.run_identity import run_identity
     config = tiny_config(_data_dir(tmp_path), baseline="teacher", teacher_epochs=2,
                          teacher_temperatures=(1.0,), teacher_epoch_choice="search")
     teacher = run_experiment(config, str(tmp_path / "t"), verbose=False)["teacher"]
     assert [c["epoch"] for c in teacher["temperature_search"]] == [1, 2]
     assert teacher["epoch_chosen"] in (1, 2)
     # A new setting: in the identity where it is not the default, and only for a teacher.
-    assert run_identity(to_json_dict(config.resolved()))["teacher_epoch_choice"] == "search"
+    assert run_identity(to_json_dict(resolve(config)))["teacher_epoch_choice"] == "search"
     plain = dataclasses.replace(config, teacher_epoch_choice="best_accuracy")
-    assert "teacher_epoch_choice" not in run_identity(to_json_dict(plain.resolved()))
+    assert "teacher_epoch_choice" not in run_identity(to_json_dict(resolve(plain)))
     uniform = dataclasses.replace(config, baseline="uniform", source="fashion_mnist")
-    assert "teacher_epoch_choice" not in run_identity(to_json_dict(uniform.resolved()))
+    assert "teacher_epoch_choice" not in run_identity(to_json_dict(resolve(uniform)))
 
 
 def test_a_high_temperature_teacher_gives_uniform_labels(tmp_path):
@@ -222,11 +221,11 @@ def test_class_mapping_finds_the_permutation_between_the_datasets(tmp_path):
 @pytest.mark.parametrize("changes,message", [
     ({"baseline": "true_labels", "source": "fashion_mnist"}, "needs base examples from the target"),
     ({"baseline": "class_mapping"}, "needs --source"),
-    ({"baseline": "teacher", "teacher_epochs": 0}, "must be positive"),
+    ({"baseline": "teacher", "teacher_epochs": 0}, "teacher_epochs must be a whole number >= 1"),
     ({"baseline": "teacher", "teacher_temperatures": ()}, "temperatures"),
 ])
 def test_label_baselines_refuse_what_cannot_work(tmp_path, changes, message):
-    config = tiny_config(str(tmp_path / "no_data"), **changes)
-    with pytest.raises(DistillError, match=message):
-        run_experiment(config, str(tmp_path / "run"), verbose=False)
+    with pytest.raises(DistillError, match=message):  # as the config is made, or by the run
+        run_experiment(tiny_config(str(tmp_path / "no_data"), **changes), str(tmp_path / "run"),
+                       verbose=False)
     assert not os.path.exists(tmp_path / "run")

@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdistill.distill.adam import adam_init, adam_update
+from kerasdistill.distill.identity import loop_identity, run_identity
 from kerasdistill.distill.learner_pool import LearnerPool, member
-from kerasdistill.distill.loop import default_identity, distill_labels
-from kerasdistill.distill.meta_step import (init_meta_state, make_meta_step,
-                                            project_to_simplex_rows)
+from kerasdistill.distill.loop import distill_labels
+from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, project_to_simplex_rows
 from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.models import ModelFactory
-from kerasdistill.run_identity import run_identity
+from kerasdistill.training.adam import adam_init, adam_update
 from tests.conftest import assert_refused_before_any_work, tiny_config
 from tests.test_meta_loop import _step_at_a_time, interrupted_and_resumed, tiny_loop_problem
 
@@ -109,7 +108,7 @@ def test_pool_runs_through_the_one_outer_loop_and_resumes_exactly(tmp_path):
     # A run without the pool, or with another size, is another run.
     single = build_solver("second_order", ModelFactory("lenet", (28, 28, 1), 10),
                           outer_precision="float32")
-    identities = {str(default_identity(config, s)) for s in (
+    identities = {str(loop_identity(config, s)) for s in (
         single, solver, LearnerPool(single, 3))}
     assert len(identities) == 3
     with pytest.raises(DistillError, match="other settings"):
@@ -140,8 +139,8 @@ def test_a_pool_of_pools_is_refused():
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"learner_pool": 0}, "learner_pool must be a positive integer"),
-    ({"learner_pool": True}, "learner_pool must be a positive integer"),
+    ({"learner_pool": 0}, "learner_pool must be a whole number >= 1, got 0"),
+    ({"learner_pool": True}, "learner_pool must be a whole number >= 1, got True"),
     ({"learner_pool": 2}, "needs --validation_steps=search"),
     ({"learner_pool": 2, "baseline": "teacher"}, "learns nothing"),
 ])

@@ -150,7 +150,7 @@ def test_in_graph_loop_equals_the_step_at_a_time_path(algorithm):
 
 
 def test_checkpoint_of_another_batch_draw_is_not_continued(tmp_path, monkeypatch):
-    from kerasdistill.distill import loop
+    from kerasdistill.distill import progress
     from kerasdistill.errors import DistillError
     target = _tiny_target()
     config = DistillConfig(num_base_examples=10, inner_batch_size=5, epochs=2,
@@ -159,7 +159,7 @@ def test_checkpoint_of_another_batch_draw_is_not_continued(tmp_path, monkeypatch
                           outer_precision="float32")
     first = distill_labels(solver, config, target.train_images[:10], target,
                            checkpoint_dir=str(tmp_path), verbose=False)
-    monkeypatch.setattr(loop, "BATCH_DRAWS", "numpy permutation (kerasdistill 0.2)")
+    monkeypatch.setattr(progress, "BATCH_DRAWS", "numpy permutation (kerasdistill 0.2)")
     with pytest.raises(DistillError, match="drew its batches differently"):
         distill_labels(solver, dataclasses.replace(config, epochs=3), target.train_images[:10],
                        target, checkpoint_dir=str(tmp_path), verbose=False)

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from kerasdistill.distill.registry import build_solver
-from kerasdistill.evaluation.model_stack import ModelStack, stackable
-from kerasdistill.evaluation.training import EvaluationTrainer, model_of
 from kerasdistill.models import ModelFactory
+from kerasdistill.training.model_stack import ModelStack, stackable
+from kerasdistill.training.trainer import EvaluationTrainer, model_of
 
 SHAPES = {"lenet": (28, 28, 1), "alexnet": (32, 32, 3)}
 

@@ -15,7 +15,8 @@ from kerasdistill.data.loading import load_dataset
 from kerasdistill.data.resplit import as_target, resplit_test
 from kerasdistill.data.splits import split_target
 from kerasdistill.errors import DataNotFoundError, DistillError
-from tests.conftest import SHARED_DATA, assert_one_error, run_cli, tiny_config, write_fake_npz
+from tests.conftest import (SHARED_DATA, assert_one_error, run_cli, run_folder_without_its_set,
+                            tiny_config, write_fake_npz)
 
 
 def _sha(array) -> str:
@@ -182,8 +183,9 @@ def test_a_re_split_target_runs_exports_and_trains_on_its_own_test_images(tmp_pa
     assert metadata["target_resplit"] == results["target_resplit"]
     assert "re-split" in results["target_origin"]
     assert metadata["source_split"] == "train of the re-split test split"
-    # Export from the run folder finds the base images in the re-split's training part.
-    exported = run_cli("experiments.export", f"--model_dir={model_dir}",
+    # A rebuilt set finds the base images in the re-split's training part.
+    rebuilt = run_folder_without_its_set(model_dir, tmp_path / "run_without_set")
+    exported = run_cli("experiments.export", f"--model_dir={rebuilt}",
                        f"--output_dir={tmp_path / 'exported'}", "--plots_dir=",
                        f"--data_dir={tmp_path}")
     assert exported.returncode == 0, exported.stderr[-3000:]

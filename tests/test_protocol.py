@@ -1,5 +1,5 @@
-"""Tests that pin the paper's protocol (SPEC 2c and 3): each fails when the behaviour it
-names breaks (the mutation that shows it is named in its docstring)."""
+"""Tests that pin the paper's protocol (docs/method.md section 2c and 3): each fails when the
+behaviour it names breaks (the mutation that shows it is named in its docstring)."""
 
 import dataclasses
 import os
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import tiny_config, write_fake_npz
 from kerasdistill.distill.loop import _FreshLearners
 from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop, pick
 from kerasdistill.distill.meta_step import init_meta_state, uniform_labels
 from kerasdistill.distill.registry import build_solver
 from kerasdistill.distill.resets import ResetTracker, max_resets_within, reset_state_of
-from kerasdistill.evaluation.training import EvaluationTrainer
 from kerasdistill.experiment import run_experiment
 from kerasdistill.models import ModelFactory
+from kerasdistill.training.trainer import EvaluationTrainer
+from tests.conftest import tiny_config, write_fake_npz
 
 
 def test_test_models_use_the_best_validation_labels_and_steps(fake_data_dir, tmp_path,

@@ -1,5 +1,5 @@
 """experiments.reproduce: every experiment's smoke budget end to end on made-up data,
-the report it writes, and the plans' fidelity to SPEC 3's budget table."""
+the report it writes, and the plans' fidelity to docs/method.md section 3's budget table."""
 
 import json
 import os
@@ -7,15 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_error, run_cli, write_fake_npz
+from kerasdistill.distill.identity import run_identity
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import to_json_dict
-from kerasdistill.reproduction.plans import (BUDGETS, EXPERIMENTS, PAPER_NUMBERS,
-                                             experiment_plan)
+from kerasdistill.experiment import resolve, to_json_dict
 from kerasdistill.hardware import device_summary
+from kerasdistill.reproduction.plans import BUDGETS, EXPERIMENTS, PAPER_NUMBERS, experiment_plan
 from kerasdistill.reproduction.report import run_wall_seconds, write_report
 from kerasdistill.reproduction.runner import folders_of, run_plan
-from kerasdistill.run_identity import run_identity
+from tests.conftest import assert_one_error, run_cli, write_fake_npz
 
 # name -> (shape, classes, label offset, training examples)
 _FAKE = {"mnist": ((28, 28), 10, 0, 600), "fashion_mnist": ((28, 28), 10, 0, 600),
@@ -236,7 +235,7 @@ def _write_finished(output_dir, config, folder, mean, std=0.01):
     (output_dir / folder / "results.json").write_text(json.dumps(
         {"test_accuracy_mean": mean, "test_accuracy_std": std, "num_train_steps": 100,
          "test_accuracies": [mean] * config.test_repetitions, "epochs": config.distill.epochs,
-         "run_identity": run_identity(to_json_dict(config.resolved()))}))
+         "run_identity": run_identity(to_json_dict(resolve(config)))}))
 
 
 def test_a_row_made_only_of_another_experiments_folders_is_tabled(tmp_path):
@@ -265,7 +264,7 @@ def test_the_cross_dataset_report_says_plainly_whether_ld_beats_both_fixed_label
         (tmp_path / relative / "results.json").write_text(json.dumps(
             {"test_accuracy_mean": mean, "test_accuracy_std": std, "num_train_steps": 100,
              "test_accuracies": [mean] * models, "epochs": config.distill.epochs,
-             "run_identity": run_identity(to_json_dict(config.resolved()))}))
+             "run_identity": run_identity(to_json_dict(resolve(config)))}))
     # Within-dataset LD at n = 10, the cross table's last column in its n = 10 rows: it
     # alone does not make those rows run.
     _write_finished(tmp_path, configs["within_mnist_paper/n10_ld"], "within_mnist_paper/n10_ld",
@@ -306,6 +305,7 @@ def test_plans_running_side_by_side_keep_each_others_status_entries(tmp_path):
     """Two processes record failures in one status file at once: none is lost."""
     import subprocess
     import sys
+
     from tests.conftest import REPO_ROOT
     status_path = tmp_path / "reproduce_status.json"
     go = tmp_path / "go"
@@ -441,6 +441,7 @@ def test_two_workers_on_one_output_folder_run_each_run_once(every_dataset, tmp_p
     report is the one a single process writes."""
     import subprocess
     import sys
+
     from tests.conftest import REPO_ROOT
     common = ["-m", "experiments.reproduce", "--experiment=within_mnist", "--budget=smoke",
               f"--data_dir={every_dataset}"]

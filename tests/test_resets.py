@@ -1,4 +1,4 @@
-"""The reset rule of SPEC 2c on made-up error sequences."""
+"""The reset rule of docs/method.md section 2c on made-up error sequences."""
 
 import pytest
 

@@ -99,9 +99,9 @@ def test_rr_meta_step_equals_the_plain_tf_reference_step():
     """One LD RR meta step against plain_ridge_meta_step: the reference code's order
     (ridge solve with the current labels, label update, then theta and s trained on the
     updated labels), written with tf.nn ops, tf.linalg.solve and no Keras."""
-    from kerasdistill.distill.adam import adam_init
     from kerasdistill.distill.meta_step import init_meta_state, make_meta_step
     from kerasdistill.distill.plain_reference import plain_ridge_meta_step
+    from kerasdistill.training.adam import adam_init
     factory = ModelFactory("lenet", (28, 28, 1), 10, precision="float64")
     solver = RidgeRegressionSolver(factory, outer_splits=2)
     rng = np.random.default_rng(3)

@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from kerasdistill.evaluation.train_distilled import TrainSettings
-from kerasdistill.export.distilled_set import load_distilled
+from kerasdistill.config import TrainSettings
 from kerasdistill.errors import DistillError
+from kerasdistill.evaluation.train_distilled import resolve_train_settings
+from kerasdistill.export.distilled_set import load_distilled
 from tests.conftest import REPO_ROOT, assert_one_error, make_finished_runs, run_cli
 
 
@@ -51,11 +52,12 @@ def test_train_cli_with_the_sets_defaults(sets):
 
 def test_train_settings_resolve_per_optimizer(sets):
     distilled = load_distilled(os.path.join(sets[1]["true"][0], "distilled_set"))
-    assert TrainSettings(optimizer="sgd").resolved(distilled).learning_rate == 0.01
-    assert TrainSettings(optimizer="rmsprop").resolved(distilled).learning_rate == 1e-3
-    assert TrainSettings(optimizer="sgd", learning_rate=0.5).resolved(
-        distilled).learning_rate == 0.5
-    resolved = TrainSettings(steps=7, batch_size=4, seed=9).resolved(distilled)
+    def learning_rate(**settings):
+        return resolve_train_settings(TrainSettings(**settings), distilled).learning_rate
+    assert learning_rate(optimizer="sgd") == 0.01
+    assert learning_rate(optimizer="rmsprop") == 1e-3
+    assert learning_rate(optimizer="sgd", learning_rate=0.5) == 0.5
+    resolved = resolve_train_settings(TrainSettings(steps=7, batch_size=4, seed=9), distilled)
     assert (resolved.steps, resolved.batch_size, resolved.seed) == (7, 4, 9)
 
 
@@ -80,9 +82,10 @@ def test_ridge_regression_sets_train_with_the_rr_recipe(sets):
     ([], "--distilled is required"),
     (["--distilled=/nonexistent/set"], "is not a folder"),
     (["--distilled={set}", "--batch_size=21"], "batch_size must be in 1..20"),
-    (["--distilled={set}", "--steps=0"], "steps must be positive"),
-    (["--distilled={set}", "--repetitions=0"], "repetitions must be positive"),
-    (["--distilled={set}", "--learning_rate=-1"], "learning_rate must be positive"),
+    (["--distilled={set}", "--steps=0"], "steps must be a whole number >= 1, got 0"),
+    (["--distilled={set}", "--repetitions=0"], "repetitions must be a whole number >= 1, got 0"),
+    (["--distilled={set}", "--learning_rate=-1"],
+     "learning_rate must be a finite number > 0, got -1.0"),
     (["--distilled={set}", "--architecture=vgg"], "unknown architecture 'vgg'"),
     (["--distilled={set}", "--data_dir={empty}"], "mnist.npz was not found"),
     (["--distilled={set}", "--output_json={file}/out.json"], "is a file, not a folder"),
@@ -133,16 +136,18 @@ def test_package_installs_and_imports_from_elsewhere(tmp_path):
     assert install.returncode == 0, install.stderr[-3000:]
     env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "3"}
     check = subprocess.run(
-        [sys.executable, "-c", "import kerasdistill, kerasdistill.experiment, "
+        [sys.executable, "-c", "import importlib.metadata, kerasdistill, kerasdistill.experiment, "
          "kerasdistill.export.run_export; print(kerasdistill.__file__); "
-         "print(kerasdistill.load_distilled.__module__)"],
+         "print(kerasdistill.load_distilled.__module__); "
+         "print(importlib.metadata.version('kerasdistill') == kerasdistill.__version__)"],
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr[-3000:]
     assert check.stdout.splitlines()[0].startswith(str(target))
     assert check.stdout.splitlines()[1] == "kerasdistill.export.distilled_set"
+    assert check.stdout.splitlines()[2] == "True"  # the version is written once, in version.py
 
 
 def test_train_settings_refuse_unknown_model_kind(sets):
     distilled = load_distilled(os.path.join(sets[1]["true"][0], "distilled_set"))
     with pytest.raises(DistillError, match="model_kind"):
-        TrainSettings(model_kind="teacher").resolved(distilled)
+        resolve_train_settings(TrainSettings(model_kind="teacher"), distilled)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kerasdistill.config import identity_rules
 from kerasdistill.distill import meta_step
+from kerasdistill.distill.identity import run_identity
 from kerasdistill.distill.loop import NonFiniteError
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import run_experiment, to_json_dict
-from kerasdistill.run_identity import FREE_SETTINGS, run_identity
+from kerasdistill.experiment import resolve, run_experiment, to_json_dict
 from tests.conftest import REPO_ROOT, assert_one_error, run_cli, tiny_config, write_fake_npz
 
 
@@ -54,7 +55,7 @@ def finished_run(fake_data_dir, tmp_path):
 # --- run identity ---------------------------------------------------------------------
 
 def test_every_setting_but_the_free_ones_is_in_the_identity():
-    base = to_json_dict(_config("data").resolved())
+    base = to_json_dict(resolve(_config("data")))
     identity = run_identity(base)
     changed_values = {"target": "fashion_mnist", "source": "fashion_mnist",
                       "algorithm": "ridge_regression", "architecture": "alexnet",
@@ -73,7 +74,7 @@ def test_every_setting_but_the_free_ones_is_in_the_identity():
                        "eval_architectures": ["resnet"], "eval_optimizers": ["sgd"],
                        "step_offsets": [10], "transfer_repetitions": 3}.items():
         assert run_identity({**base, key: value}) == identity, key
-    assert "distill.jit_compile" in FREE_SETTINGS
+    assert "distill.jit_compile" in identity_rules().free
     for key, value in {"jit_compile": True, "epochs": 800}.items():
         assert run_identity({**base, "distill": {**base["distill"], key: value}}) == identity
     # A default spelt out is the same run: reset_window None is the rule's 50 for n = 10.
@@ -188,7 +189,7 @@ def test_legacy_checkpoint_format_is_refused(fake_data_dir, tmp_path):
 _SAVER = r"""
 import sys
 import tensorflow as tf
-from kerasdistill.distill.adam import adam_init
+from kerasdistill.training.adam import adam_init
 from kerasdistill.distill.checkpoint import RunCheckpoint
 from kerasdistill.distill.meta_step import MetaState
 
@@ -205,8 +206,9 @@ for k in range(first, first + 100000):
 
 def _template():
     import tensorflow as tf
-    from kerasdistill.distill.adam import adam_init
+
     from kerasdistill.distill.meta_step import MetaState
+    from kerasdistill.training.adam import adam_init
     zeros = tf.zeros([400_000])
     return MetaState(tf.zeros([10, 10]), adam_init([tf.zeros([10, 10])]), (zeros, zeros))
 
@@ -372,7 +374,7 @@ def test_a_run_started_in_the_folder_before_the_lock_is_taken_is_refused(fake_da
     before this process locks the folder: the check repeated under the lock refuses."""
     import kerasdistill.experiment as experiment
     folder = tmp_path / "run"
-    other_settings = to_json_dict(_config(fake_data_dir, target="fashion_mnist").resolved())
+    other_settings = to_json_dict(resolve(_config(fake_data_dir, target="fashion_mnist")))
     real_prepare = experiment.prepare_output_dir
 
     def prepare_then_another_run_writes(path, *args):
@@ -392,6 +394,7 @@ def test_a_run_started_in_the_folder_before_the_lock_is_taken_is_refused(fake_da
 def test_a_file_system_without_locks_gives_one_error(tmp_path, monkeypatch):
     import errno
     import fcntl
+
     from kerasdistill.files import check_not_in_use, exclusive_folder, folder_held_briefly
 
     def no_locks_here(descriptor, mode):

@@ -140,7 +140,8 @@ def test_bad_files_and_too_few_images_are_refused_before_anything_is_written(tmp
 
 
 def test_own_data_distils_exports_loads_and_trains_end_to_end(tmp_path):
-    """The README's commands on a user's file, as a user runs them."""
+    """The commands of docs/commands.md ("Your own data") on a user's file, as a user runs
+    them."""
     from kerasdistill import load_distilled
     path = _write(tmp_path / "mine.npz")
     (tmp_path / "mine.classes.txt").write_text("a\nb\nc\nd\n")
@@ -175,17 +176,17 @@ def test_own_data_distils_exports_loads_and_trains_end_to_end(tmp_path):
 
 
 def test_a_users_data_is_one_run_by_its_contents_not_its_path(tmp_path, monkeypatch):
+    from kerasdistill.distill.identity import check_model_dir, run_identity
     from kerasdistill.errors import DistillError
-    from kerasdistill.experiment import run_experiment, to_json_dict
-    from kerasdistill.run_identity import check_model_dir, run_identity
+    from kerasdistill.experiment import resolve, run_experiment, to_json_dict
     from tests.conftest import tiny_config
     (tmp_path / "data").mkdir()
     _write(tmp_path / "data" / "mine.npz")
     monkeypatch.chdir(tmp_path)
     config = tiny_config(None, num_base_examples=8, epochs=1, target="data/mine.npz")
     same = tiny_config(None, num_base_examples=8, epochs=1, target="./data/mine.npz")
-    identity = run_identity(to_json_dict(config.resolved()))
-    assert identity == run_identity(to_json_dict(same.resolved()))
+    identity = run_identity(to_json_dict(resolve(config)))
+    assert identity == run_identity(to_json_dict(resolve(same)))
     assert identity["target"].startswith("mine.npz (sha256 ") and "data/" not in str(identity)
     results = run_experiment(config, str(tmp_path / "run"), verbose=False)
     assert results["user_data"]["target"]["file"] == "mine.npz"
@@ -194,13 +195,18 @@ def test_a_users_data_is_one_run_by_its_contents_not_its_path(tmp_path, monkeypa
     # The same path holding other arrays is another run: refused, nothing changed.
     _write(tmp_path / "data" / "mine.npz", train=400)
     with pytest.raises(DistillError, match="begun on mine.npz .sha256 .*now holds"):
-        check_model_dir(str(tmp_path / "run"), to_json_dict(config.resolved()))
+        check_model_dir(str(tmp_path / "run"), to_json_dict(resolve(config)))
     # Export, from the folder the run was made in (the run records the path as given).
     import subprocess
     import sys
-    from tests.conftest import REPO_ROOT
+
+    from tests.conftest import REPO_ROOT, run_folder_without_its_set
+
+    # A folder that must rebuild its set reads the file again: refused (the run's own set
+    # holds its images and needs no file).
+    run_folder_without_its_set(tmp_path / "run", tmp_path / "run_without_set")
     exported = subprocess.run(
-        [sys.executable, "-m", "experiments.export", f"--model_dir={tmp_path / 'run'}",
+        [sys.executable, "-m", "experiments.export", f"--model_dir={tmp_path / 'run_without_set'}",
          f"--output_dir={tmp_path / 'exported'}", "--plots_dir="], cwd=tmp_path,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO_ROOT},
         capture_output=True, text=True, timeout=600)

@@ -14,12 +14,12 @@ import pytest
 from kerasdistill.data.registry import get_dataset_spec
 from kerasdistill.data.splits import normalize_images, split_target
 from kerasdistill.data.whitening import ZCAStatistics
+from kerasdistill.distill.identity import run_identity
 from kerasdistill.errors import DistillError
-from kerasdistill.experiment import load_inputs
+from kerasdistill.experiment import load_inputs, resolve
 from kerasdistill.export.distilled_set import WHITENING_FILE, DistilledSet, load_distilled
 from kerasdistill.export.run_export import export_run
 from kerasdistill.layers import ZCAWhitening
-from kerasdistill.run_identity import run_identity
 from tests.conftest import (assert_one_error, assert_refused_before_any_work, make_finished_runs,
                             run_cli, tiny_config, write_fake_npz)
 
@@ -159,7 +159,7 @@ def whitened_runs(tmp_path_factory):
 def test_a_whitened_run_whitens_every_image_with_its_training_split(whitened_runs):
     data_dir, runs = whitened_runs
     model_dir, _ = runs["zca"]
-    config = tiny_config(data_dir, whitening="zca").resolved()
+    config = resolve(tiny_config(data_dir, whitening="zca"))
     inputs = load_inputs(config)
     raw = np.load(os.path.join(data_dir, "mnist.npz"))
     plain = split_target(inputs.target_raw, config.distill.seed, config.num_validation)
@@ -181,7 +181,7 @@ def test_a_whitened_set_carries_its_whitening(whitened_runs, tmp_path):
     distilled = load_distilled(os.path.join(model_dir, "distilled_set"))
     recipe = distilled.metadata["recipe"]
     assert recipe["whitening"] == "zca" and recipe["zca_regularization"] == 0.1
-    inputs = load_inputs(tiny_config(data_dir, whitening="zca").resolved())
+    inputs = load_inputs(resolve(tiny_config(data_dir, whitening="zca")))
     np.testing.assert_array_equal(distilled.whitening.matrix, inputs.whitening.matrix)
     np.testing.assert_allclose(distilled.normalized_images(), inputs.base_images, atol=1e-5)
     layer = distilled.whitening_layer()
@@ -197,7 +197,9 @@ def test_a_whitened_set_carries_its_whitening(whitened_runs, tmp_path):
     old.mkdir()
     for name in ("config.json", "results.json"):
         shutil.copy(os.path.join(model_dir, name), old / name)
-    rebuilt = export_run(str(old), data_dir=data_dir, plots_dir="").distilled
+    # (written elsewhere: the folder stays without a set, so every export rebuilds it)
+    rebuilt = export_run(str(old), output_dir=str(tmp_path / "rebuilt"), data_dir=data_dir,
+                         plots_dir="").distilled
     np.testing.assert_array_equal(rebuilt.whitening.matrix, distilled.whitening.matrix)
     assert results["whitening"] == distilled.whitening.fingerprint()
     # Other data give another whitening: refused, not exported with the wrong one.
@@ -212,8 +214,10 @@ def test_a_whitened_set_carries_its_whitening(whitened_runs, tmp_path):
 
 
 def test_experiments_train_whitens_the_test_images_as_the_set_says(whitened_runs, tmp_path):
-    from kerasdistill.evaluation.train_distilled import TrainSettings, train_on_distilled
     import json
+
+    from kerasdistill.config import TrainSettings
+    from kerasdistill.evaluation.train_distilled import resolve_train_settings, train_on_distilled
     data_dir, runs = whitened_runs
     distilled_dir = os.path.join(runs["zca_true_labels"][0], "distilled_set")
     out = tmp_path / "train" / "results.json"
@@ -224,7 +228,7 @@ def test_experiments_train_whitens_the_test_images_as_the_set_says(whitened_runs
     trained = json.load(open(out))
     distilled = load_distilled(distilled_dir)
     raw = np.load(os.path.join(data_dir, "mnist.npz"))
-    settings = TrainSettings(repetitions=2).resolved(distilled)
+    settings = resolve_train_settings(TrainSettings(repetitions=2), distilled)
     test_images, test_labels = raw["x_test"][..., None], raw["y_test"]
 
     def accuracy(images):

@@ -32,10 +32,9 @@ import dataclasses
 
 import tensorflow as tf
 
+from kerasdistill.config import AUGMENTATIONS, canonical_augment
 from kerasdistill.data.pipeline import counter_uniform, fold_in
-from kerasdistill.errors import DistillError
 
-AUGMENTATIONS = ("crop", "flip", "colour")
 _BRIGHTNESS, _CONTRAST = 0.2, 0.2
 
 
@@ -51,14 +50,8 @@ class Augmentation:
     operations: tuple = ()
 
     def __post_init__(self):
-        operations = tuple(self.operations)
-        unknown = [op for op in operations if op not in AUGMENTATIONS]
-        if unknown or len(set(operations)) != len(operations):
-            raise DistillError(f"augment must be distinct names from {AUGMENTATIONS}, got "
-                               f"{list(operations)}")
         # One spelling per recipe: the order of application is fixed.
-        object.__setattr__(self, "operations",
-                           tuple(op for op in AUGMENTATIONS if op in operations))
+        object.__setattr__(self, "operations", canonical_augment(self.operations))
 
     def __bool__(self) -> bool:
         return bool(self.operations)

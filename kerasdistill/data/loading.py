@@ -16,14 +16,11 @@ import os
 
 import numpy as np
 
+from kerasdistill.config import ORIENTATIONS
 from kerasdistill.data.npz_files import SPLITS, read_npz, read_single_array
 from kerasdistill.data.registry import DatasetSpec, get_dataset_spec
 from kerasdistill.data.user_data import user_dataset_arrays
 from kerasdistill.errors import DataNotFoundError, DistillError, require_one_of
-
-# How the images of a dataset stored transposed (EMNIST) are handed to a run: "as_stored"
-# (transposed, as torchvision gave them to the paper's runs) or "upright".
-ORIENTATIONS = ("as_stored", "upright")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,3 +124,16 @@ def epoch_index_batches(num_examples: int, batch_size: int, seed: int,
     order = epoch_order(num_examples, seed, epoch)
     wrapped = np.concatenate([order, order[:steps * batch_size - num_examples]])
     return wrapped.reshape(steps, batch_size).astype(np.int32)
+
+
+def soft_label_dataset(images, soft_labels, batch_size: int, seed: int | None = None,
+                       shuffle: bool = True, repeat: bool = True,
+                       drop_remainder: bool = True) -> tf.data.Dataset:
+    """(image, soft label) pairs, reshuffled every pass, batched, for `model.fit`."""
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (np.asarray(images), np.asarray(soft_labels, np.float32)))
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -67,7 +67,7 @@ register_dataset(DatasetSpec(
     num_validation=5_000, url="https://www.cs.toronto.edu/~kriz/cifar.html"))
 register_dataset(DatasetSpec(
     # Not in tensorflow-datasets: its official npz files (or a Keras-layout
-    # kuzushiji49.npz) in --data_dir. SPEC 3: 209,128 train / 23,237 validation.
+    # kuzushiji49.npz) in --data_dir. docs/method.md section 3: 209,128 train / 23,237 validation.
     name="kuzushiji49", tfds_name=None, image_shape=(28, 28, 1), num_classes=49,
     num_validation=23_237, url="https://github.com/rois-codh/kmnist",
     official_files=(("x_train", "k49-train-imgs.npz"), ("y_train", "k49-train-labels.npz"),

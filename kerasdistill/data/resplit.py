@@ -22,12 +22,11 @@ import hashlib
 
 import numpy as np
 
+from kerasdistill.config import TARGET_SPLITS
 from kerasdistill.data.loading import RawDataset
 from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.seeding import TEST_RESPLIT, rng_for
 
-# How the target's splits are made: the official ones, or cut from the test split.
-TARGET_SPLITS = ("official", "from_test")
 RESPLIT_TEST_FRACTION = 0.3
 RESPLIT_VALIDATION_FRACTION = 0.1
 # Fixed for every run (see above); a new value would be a new re-split, so it is recorded.

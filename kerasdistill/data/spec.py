@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-# SPEC section 3: one normalisation for every greyscale target, one for every colour target.
+# docs/method.md section 3: one normalisation for every greyscale target, one for every colour
+# target.
 GREYSCALE_MEAN = (0.1307,)
 GREYSCALE_STD = (0.3081,)
 COLOUR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -36,7 +37,7 @@ class DatasetSpec:
         `image_shape` as they load (bilinear, antialiased).
       normalization: (mean, std) per channel, of pixels / 255, where the dataset brings
         its own (a user's data: computed from its training split); None: the protocol's
-        one normalisation for greyscale and one for colour (SPEC 3).
+        one normalisation for greyscale and one for colour (docs/method.md section 3).
       local_path: a user's dataset: the file or folder it is read from (data/user_data.py);
         None for the registered datasets.
       fingerprint: a user's dataset: a SHA-256 of its arrays, so results name the data.

@@ -27,7 +27,7 @@ def normalize_pixels(images: np.ndarray, mean, std) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class TargetSplits:
-    """The target dataset, normalised, split as SPEC section 3 says.
+    """The target dataset, normalised, split as docs/method.md section 3 says.
 
     `train_positions` and `validation_positions` are indices into the official
     train split, so results can name the exact images. `pool_positions` are all the
@@ -67,7 +67,7 @@ def split_target(raw: RawDataset, seed: int, num_validation: int | None = None,
       seed: the run's seed; the same seed gives the same split.
       num_validation: examples held out; default: the registry's (10,000 for MNIST), or a
         re-split's own.
-      target_set_size: keep only this many training examples (SPEC 5.5);
+      target_set_size: keep only this many training examples (docs/method.md section 5.5);
         default: all that remain after the validation split.
     """
     spec = raw.spec
@@ -152,3 +152,11 @@ def adapt_images(images: np.ndarray, image_shape: tuple[int, int, int]) -> np.nd
         luma = images.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
         return np.clip(np.round(luma), 0, 255).astype(np.uint8)[..., None]
     raise DistillError(f"cannot convert {images.shape[-1]}-channel images to {channels} channels")
+
+
+def base_images_of(source_train_images: np.ndarray, indices, target_shape) -> np.ndarray:
+    """The base images as the target's models see them before normalisation (uint8):
+    the source's official train images at `indices`, resized and converted to the
+    target's shape when the datasets differ."""
+    return adapt_images(np.asarray(source_train_images)[np.asarray(indices, np.int64)],
+                        tuple(target_shape))

@@ -25,10 +25,9 @@ import dataclasses
 
 import numpy as np
 
+from kerasdistill.config import DEFAULT_ZCA_REGULARIZATION, WHITENINGS  # noqa: F401 (re-exported)
 from kerasdistill.errors import DistillError
 
-WHITENINGS = ("none", "zca")
-DEFAULT_ZCA_REGULARIZATION = 0.1
 _APPLY_CHUNK = 8192  # images per matmul when whitening a whole split
 
 
@@ -128,3 +127,12 @@ class ZCAStatistics:
             out[start:start + _APPLY_CHUNK] = (flat[start:start + _APPLY_CHUNK]
                                                - self.mean) @ self.matrix
         return out.reshape(images.shape)
+
+
+def fit_run_whitening(whitening: str, regularization: float,
+                      train_images: np.ndarray) -> "ZCAStatistics | None":
+    """A run's whitening (WHITENINGS), fitted on its training split only (never on
+    validation or test images); None for "none"."""
+    if whitening == "none":
+        return None
+    return ZCAStatistics.fit(train_images, regularization)

@@ -14,11 +14,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.config import JIT_CHOICES
 from kerasdistill.distill.meta_step import init_meta_state, make_meta_step, uniform_labels
-from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.errors import require_one_of
-
-JIT_CHOICES = ("auto", True, False)
+from kerasdistill.training.solver import InnerSolver
 
 
 def time_meta_step(solver: InnerSolver, jit_compile: bool, base_images, outer_images,

@@ -36,12 +36,12 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from kerasdistill.distill.adam import adam_init, adam_update
-from kerasdistill.distill.learner import pick, stack_nests
+from kerasdistill.config import positive, rule_horizon
 from kerasdistill.distill.second_order import UnrolledSGDSolver
-from kerasdistill.distill.solver import SolverStep, WrappedSolver
-from kerasdistill.errors import DistillError
 from kerasdistill.seeding import HORIZON_INITS, derive_seed
+from kerasdistill.training.adam import adam_init, adam_update
+from kerasdistill.training.learner import pick, stack_nests
+from kerasdistill.training.solver import SolverStep, WrappedSolver
 
 DEFAULT_INITIALIZATIONS = 16
 
@@ -53,14 +53,6 @@ class HorizonLearner(NamedTuple):
     weights: tuple
     non_trainable: tuple
     next_start: tf.Tensor  # int32 scalar, counts meta steps; the start is next_start % B
-
-
-def check_horizon_steps(horizon_steps: int):
-    """Raises DistillError unless `horizon_steps` is 0 (off) or a whole number >= 1."""
-    if isinstance(horizon_steps, bool) or not isinstance(horizon_steps, int) \
-            or horizon_steps < 0:
-        raise DistillError(f"horizon_steps must be a whole number >= 0 (0: the paper's "
-                           f"one-step look-ahead), got {horizon_steps!r}")
 
 
 class WholeRunSolver(WrappedSolver):
@@ -77,23 +69,10 @@ class WholeRunSolver(WrappedSolver):
 
     def __init__(self, solver: UnrolledSGDSolver, horizon_steps: int,
                  initializations: int = DEFAULT_INITIALIZATIONS):
-        check_horizon_steps(horizon_steps)
-        if horizon_steps < 1:
-            raise DistillError("a whole-run solver needs horizon_steps >= 1")
-        if not isinstance(solver, UnrolledSGDSolver):
-            raise DistillError(f"horizon_steps trains models by SGD-style steps: it needs "
-                               f"the second-order solver, got {solver.name!r}")
-        if solver.inner_batches_per_step != 1:
-            raise DistillError("horizon_steps replaces the K-step look-ahead: use one of "
-                               "--unroll_steps and --horizon_steps")
-        if solver.hypergradient != "reverse":
-            raise DistillError(f"horizon_steps={horizon_steps} needs hypergradient='reverse' "
-                               f"(--hypergradient=reverse): the forward-mode hypergradient "
-                               f"is exact for one inner step only")
-        if isinstance(initializations, bool) or not isinstance(initializations, int) \
-                or initializations < 1:
-            raise DistillError(f"initializations must be a whole number >= 1, got "
-                               f"{initializations!r}")
+        positive("horizon_steps", horizon_steps)  # a whole-run solver has a horizon
+        rule_horizon(horizon_steps, solver.name, getattr(solver, "hypergradient", None),
+                     solver.inner_batches_per_step, learner_pool=1)
+        positive("initializations", initializations)
         super().__init__(solver)
         self.horizon_steps = horizon_steps
         self.initializations = initializations

@@ -3,8 +3,8 @@
 The paper's meta step takes its hypergradient from one online learner, so each step
 improves the labels for wherever that learner happens to be in its training run.
 A pool of P learners averages the hypergradients of P models on the same inner and
-outer batches, and a reset (SPEC 2c) replaces only the pool's oldest member, so the
-members are spread over the stages of training: once the first P - 1 resets have
+outer batches, and a reset (docs/method.md section 2c) replaces only the pool's oldest member, so
+the members are spread over the stages of training: once the first P - 1 resets have
 happened, the pool always holds a fresh model, one trained for about one reset
 interval, one for about two, and so on. All P start fresh, on their own seeds.
 
@@ -26,10 +26,10 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from kerasdistill.distill.learner import stack_nests
-from kerasdistill.distill.solver import InnerSolver, SolverStep, WrappedSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.seeding import LEARNER_POOL, derive_seed
+from kerasdistill.training.learner import stack_nests
+from kerasdistill.training.solver import InnerSolver, SolverStep, WrappedSolver
 
 
 class PoolLearner(NamedTuple):

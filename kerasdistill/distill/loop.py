@@ -1,6 +1,9 @@
 """The outer loop: meta-train labels, reset the learner, validate, checkpoint.
 
-One loop serves every algorithm; what differs lives in the `InnerSolver`.
+One loop serves every algorithm; what differs lives in the `InnerSolver`. Its settings
+are `config.DistillConfig`; where a run stands (the checkpoint's record) is
+`progress.py`; what makes a checkpoint the same run is `identity.py`; its TensorBoard
+output is `summaries.py`. This module drives them.
 """
 
 from __future__ import annotations
@@ -14,82 +17,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.config import DistillConfig
 from kerasdistill.data.augmentation import Augmentation
 from kerasdistill.data.pipeline import epoch_index_batches, steps_per_epoch
 from kerasdistill.data.splits import TargetSplits
-from kerasdistill.distill.autotune import JIT_CHOICES, choose_jit_compile
+from kerasdistill.distill.autotune import choose_jit_compile
 from kerasdistill.distill.checkpoint import RunCheckpoint, peek_progress
-from kerasdistill.distill.learner import stack_nests
+from kerasdistill.distill.identity import check_checkpoint_identity, loop_identity
 from kerasdistill.distill.meta_loop import StretchInputs, make_meta_loop
-from kerasdistill.distill.meta_step import (FINITE_CHECKS, LABEL_PARAMETERIZATIONS, MetaState,
-                                            init_meta_state, uniform_labels)
+from kerasdistill.distill.meta_step import FINITE_CHECKS, MetaState, init_meta_state, uniform_labels
+from kerasdistill.distill.progress import RunProgress, check_continuable
 from kerasdistill.distill.resets import (ResetTracker, absorb_reset_state, default_reset_window,
                                          max_resets_within, reset_state_of)
-from kerasdistill.distill.solver import InnerSolver
-from kerasdistill.distribute import DISTRIBUTIONS, make_strategy
-from kerasdistill.errors import DistillError, require_one_of
-from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
+from kerasdistill.distill.summaries import epoch_summaries, validation_summaries
+from kerasdistill.distribute import make_strategy
+from kerasdistill.errors import DistillError
 from kerasdistill.seeding import (INNER_BATCH, LEARNER, START_VALIDATION, VALIDATION,
                                   VALIDATION_SEARCH, derive_seed)
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-    """Settings of one distillation run (SPEC 2 and 3); defaults are the paper's."""
-
-    num_base_examples: int
-    inner_batch_size: int
-    epochs: int = 400
-    outer_batch_size: int = 1024
-    seed: int = 1234
-    label_learning_rate: float = 1e-3
-    validation_every_epochs: int = 5
-    reset_window: int | None = None  # None: SPEC 2c's rule
-    jit_compile: bool | str = "auto"   # "auto": kerasdistill.distill.autotune decides
-    # Meta steps per compiled call (None: all up to the next validation point). Any
-    # value gives the same labels; 1 is the step-at-a-time path the tests compare with.
-    steps_per_call: int | None = None
-    distribute: str = "none"         # kerasdistill.distribute.DISTRIBUTIONS
-    label_parameterization: str = "clip"  # meta_step.LABEL_PARAMETERIZATIONS
-    # Augmentation of every minibatch of base images (data/augmentation.py); (): none.
-    augment: tuple = ()
-    # Fresh models whose mean error scores each validation point (and a start); 1 is the
-    # paper's. One model's error is noisy enough to keep labels that test worse.
-    validation_models: int = 1
-
-    @property
-    def augmentation(self) -> Augmentation:
-        return Augmentation(self.augment)
-
-    def __post_init__(self):
-        # The canonical order, so that spelling the same recipe differently is the same run.
-        object.__setattr__(self, "augment", Augmentation(tuple(self.augment)).operations)
-        for name in ("num_base_examples", "inner_batch_size", "epochs", "outer_batch_size",
-                     "validation_every_epochs"):
-            if getattr(self, name) <= 0:
-                raise DistillError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.inner_batch_size > self.num_base_examples:
-            raise DistillError(
-                f"inner_batch_size={self.inner_batch_size} is larger than "
-                f"num_base_examples={self.num_base_examples}: the inner minibatch is drawn "
-                f"from the base examples without replacement")
-        if self.label_learning_rate <= 0:
-            raise DistillError(f"label_learning_rate must be positive, got {self.label_learning_rate}")
-        if self.reset_window is not None and self.reset_window <= 0:
-            raise DistillError(f"reset_window must be positive, got {self.reset_window}")
-        require_one_of("jit_compile", self.jit_compile, JIT_CHOICES)
-        require_one_of("distribute", self.distribute, DISTRIBUTIONS)
-        require_one_of("label_parameterization", self.label_parameterization,
-                       LABEL_PARAMETERIZATIONS)
-        if self.jit_compile is True and self.distribute != "none":
-            raise DistillError("jit_compile=True with distribute is not supported (XLA around "
-                               "tf.distribute's strategy.run is untested here); use auto")
-        if isinstance(self.validation_models, bool) or not isinstance(
-                self.validation_models, int) or self.validation_models < 1:
-            raise DistillError(f"validation_models must be a positive integer, got "
-                               f"{self.validation_models!r}")
-        if self.steps_per_call is not None and self.steps_per_call <= 0:
-            raise DistillError(f"steps_per_call must be positive, got {self.steps_per_call}")
+from kerasdistill.training.learner import stack_nests
+from kerasdistill.training.solver import InnerSolver
+from kerasdistill.training.trainer import EvaluationTrainer, choose_num_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,78 +94,6 @@ class NonFiniteError(DistillError):
     """A meta step produced a NaN or an infinity; the run stops at that step."""
 
 
-@dataclasses.dataclass
-class RunProgress:
-    """Where a distillation run stands: saved with every checkpoint, restored on resume.
-
-    The data order and the inner batches are functions of (seed, epoch/step), so
-    together with the meta state this is everything needed to continue exactly.
-    """
-
-    tracker: ResetTracker
-    epoch: int = 0                   # epochs completed
-    global_step: int = 0
-    num_resets: int = 0
-    best: dict = dataclasses.field(default_factory=lambda: {
-        "validation_error": float("inf"), "num_train_steps": 0})
-    best_labels: np.ndarray | None = None
-    curve: list = dataclasses.field(default_factory=list)
-    meta_seconds: float = 0.0
-    validation_seconds: float = 0.0
-    starting_labels: dict = dataclasses.field(default_factory=lambda: dict(UNIFORM_START))
-    # (global step, seconds) at the end of every compiled call of this process, for
-    # the benchmark; not saved in checkpoints.
-    call_times: list = dataclasses.field(default_factory=list)
-
-    def record(self, identity: dict) -> dict:
-        """JSON-ready, for the checkpoint (best labels travel as a tensor)."""
-        return {"identity": identity, "batch_draws": BATCH_DRAWS,
-                "epoch": self.epoch, "global_step": self.global_step,
-                "num_resets": self.num_resets, "tracker": self.tracker.state_dict(),
-                "best": self.best, "curve": self.curve, "meta_seconds": self.meta_seconds,
-                "validation_seconds": self.validation_seconds,
-                "starting_labels": self.starting_labels}
-
-    @classmethod
-    def from_record(cls, record: dict, best_labels) -> "RunProgress":
-        return cls(tracker=ResetTracker.from_state_dict(record["tracker"]),
-                   epoch=record["epoch"], global_step=record["global_step"],
-                   num_resets=record["num_resets"], best=record["best"],
-                   best_labels=best_labels, curve=record["curve"],
-                   meta_seconds=record["meta_seconds"],
-                   validation_seconds=record["validation_seconds"],
-                   starting_labels=record.get("starting_labels", dict(UNIFORM_START)))
-
-
-UNIFORM_START = {"label_init": "uniform"}
-
-
-def default_identity(config: DistillConfig, solver: InnerSolver,
-                     given_start: bool = False,
-                     validation_checkpoints: list[int] | None = None) -> dict:
-    """The checkpoint's identity when the caller gives none: the distillation
-    settings that change the labels, the solver, and whether the labels started
-    from the caller's (`starting_labels`) rather than uniform."""
-    settings = dataclasses.asdict(config)
-    for free in ("epochs", "jit_compile", "steps_per_call", "distribute"):
-        settings.pop(free)
-    if settings.get("label_parameterization") == "clip":
-        settings.pop("label_parameterization")  # as identities written before it existed
-    if settings.get("validation_models") == 1:
-        settings.pop("validation_models")  # likewise
-    if not settings.get("augment"):
-        settings.pop("augment")  # likewise
-    else:
-        settings["augment"] = list(settings["augment"])
-    identity = {"distill": settings, "solver": solver.name}
-    identity.update(solver.identity_settings())
-    if given_start:
-        identity["starting_labels"] = "given"
-    if validation_checkpoints is not None:
-        identity["validation_checkpoints"] = [int(c) for c in validation_checkpoints]
-    return identity
-
-
 def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.ndarray,
                    target: TargetSplits, checkpoint_dir: str | None = None,
                    tensorboard_dir: str | None = None, verbose: bool = True,
@@ -238,12 +113,12 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
       verbose: show a progress bar.
       identity: what the checkpoint must match to be resumed (default: the
         distillation settings and the solver; experiments pass the run identity).
-      starting_labels: None to start from uniform labels (SPEC 2), or a function
+      starting_labels: None to start from uniform labels (docs/method.md section 2), or a function
         giving the StartingLabels; it is called on a fresh start only (a resumed run
         has its labels in the checkpoint), and its labels are validated first.
       validation_checkpoints: None to validate each point's labels at the learner's
-        step count (SPEC 3, the paper's: steps since the last reset); or step counts to
-        search, as the baselines do: one model picks the count, a fresh one scores it.
+        step count (docs/method.md section 3, the paper's: steps since the last reset); or step
+        counts to search, as the baselines do: one model picks the count, a fresh one scores it.
 
     Raises:
       NonFiniteError: a step gave a non-finite outer loss, hypergradient or labels.
@@ -263,7 +138,7 @@ def distill_labels(solver: InnerSolver, config: DistillConfig, base_images: np.n
     run = _LabelDistillation(solver, config, base_images, target, verbose,
                              checkpointing=bool(checkpoint_dir),
                              validation_checkpoints=validation_checkpoints)
-    identity = identity if identity is not None else default_identity(
+    identity = identity if identity is not None else loop_identity(
         config, solver, given_start=starting_labels is not None,
         validation_checkpoints=validation_checkpoints)
     checkpoint = RunCheckpoint(checkpoint_dir) if checkpoint_dir else None
@@ -323,11 +198,11 @@ class _LabelDistillation:
             distributed=strategy is not None)
         self.meta_loop = make_meta_loop(solver, config.inner_batch_size, self.window,
                                         config.label_learning_rate, jit_compile, strategy,
-                                        config.label_parameterization, config.augmentation)
+                                        config.label_parameterization, Augmentation(config.augment))
         self.inner_seed = tf.constant(derive_seed(config.seed, INNER_BATCH), tf.int32)
         self.fresh_learners = _FreshLearners(solver, config.seed)
         self.trainer = EvaluationTrainer(solver, base_images, config.inner_batch_size,
-                                         augmentation=config.augmentation)
+                                         augmentation=Augmentation(config.augment))
         self.batches_per_epoch = steps_per_epoch(len(target.train_images),
                                                  config.outer_batch_size)
         self.resumed_from = 0
@@ -342,22 +217,15 @@ class _LabelDistillation:
         # Checked before the tensors are read too: another run's state may have other
         # shapes (a learner pool, another model), which would fail to restore with a
         # message about tensors instead of this one.
-        _check_identity(checkpoint.directory, peek_progress(checkpoint.directory), identity)
+        check_checkpoint_identity(checkpoint.directory, peek_progress(checkpoint.directory),
+                                  identity)
         restored = checkpoint.restore(state)
         if restored is None:
             return state, progress
         state, best_labels, record = restored
-        _check_identity(checkpoint.directory, record, identity)
+        check_checkpoint_identity(checkpoint.directory, record, identity)
+        check_continuable(record, checkpoint.directory, self.config.epochs)
         progress = RunProgress.from_record(record, best_labels)
-        if progress.epoch < self.config.epochs and record.get("batch_draws") != BATCH_DRAWS:
-            raise DistillError(
-                f"the checkpoint in {checkpoint.directory} was written by an older kerasdistill, "
-                f"which drew its batches differently; continuing it would give a run that "
-                f"is neither the old nor the new one. Finish it with the version that started "
-                f"it, or start afresh in another --model_dir")
-        if progress.epoch > self.config.epochs:
-            raise DistillError(f"the checkpoint in {checkpoint.directory} is at epoch "
-                               f"{progress.epoch}, beyond epochs={self.config.epochs}")
         self.resumed_from = progress.epoch
         if self.verbose:
             print(f"Resuming from {checkpoint.directory} at epoch {progress.epoch}",
@@ -440,24 +308,10 @@ class _LabelDistillation:
         progress.meta_seconds += time.perf_counter() - start
         progress.epoch = end_epoch
         if writer:
-            self._epoch_summaries(writer, first_epoch, np.asarray(errors), np.asarray(reset_at),
-                                  progress, state)
+            epoch_summaries(writer, first_epoch, self.batches_per_epoch, np.asarray(errors),
+                            np.asarray(reset_at), progress.num_resets, progress.epoch,
+                            state.soft_labels.numpy())
         return state
-
-    def _epoch_summaries(self, writer, first_epoch: int, errors, reset_at, progress, state):
-        """TensorBoard scalars per epoch of the stretch just run; the labels' summaries
-        at its end (the labels are read back only then)."""
-        resets_before = progress.num_resets - int(reset_at.sum())
-        per_epoch = self.batches_per_epoch
-        with writer.as_default():
-            for offset in range(len(errors) // per_epoch):
-                part = slice(offset * per_epoch, (offset + 1) * per_epoch)
-                step = first_epoch + offset + 1
-                tf.summary.scalar("outer_error", float(errors[part].mean()), step=step)
-                tf.summary.scalar("resets", resets_before + int(reset_at[:part.stop].sum()),
-                                  step=step)
-            with writer.as_default(step=progress.epoch):
-                _label_summaries(state.soft_labels.numpy())
 
     def _stop_if_not_finite(self, finite: np.ndarray, progress: RunProgress):
         if finite.all():
@@ -492,8 +346,8 @@ class _LabelDistillation:
         return float(1.0 - np.mean(accuracies))
 
     def validate(self, state: MetaState, progress: RunProgress, writer):
-        """SPEC 3: a fresh model on the current labels, judged on the validation split;
-        keeps the best labels and step count in `progress`."""
+        """docs/method.md section 3: a fresh model on the current labels, judged on the validation
+        split; keeps the best labels and step count in `progress`."""
         start = time.perf_counter()
         learner_steps = num_steps = progress.tracker.num_train_steps()
         if self.validation_checkpoints:
@@ -516,28 +370,10 @@ class _LabelDistillation:
                              "epoch": progress.epoch}
             progress.best_labels = state.soft_labels.numpy()
         if writer:
-            with writer.as_default(step=progress.epoch):
-                tf.summary.scalar("validation_error", error)
-                tf.summary.scalar("num_train_steps", num_steps)
-
-
-def _check_identity(directory: str, record: dict | None, identity: dict):
-    if record is not None and record.get("identity") != identity:
-        raise DistillError(
-            f"the checkpoint in {directory} was written by a run with other settings "
-            f"({record.get('identity')}); use another --model_dir or delete the checkpoint "
-            f"to start afresh")
+            validation_summaries(writer, progress.epoch, error, num_steps)
 
 
 _MAX_RESETS_PER_CALL = 8
-# Changed when a batch draw changes: a checkpoint of another draw cannot go on as its
-# run would have (kerasdistill 0.2 drew inner batches with numpy, 0.3 statelessly in the
-# graph; 0.4 wraps the last outer batch of an epoch around instead of dropping the tail;
-# 0.5 draws with an integer hash, the same with XLA and without: philox's draws were not).
-BATCH_DRAWS = ("inner: counter hash (seed, INNER_BATCH) x global step; "
-               "outer: every example each epoch, the last batch wrapped around")
-
-
 class _FreshLearners:
     """Fresh learners for the resets to come, by reset number: reset k starts the
     learner of seed derive_seed(seed, LEARNER, k). Built on the host (a Keras model
@@ -554,10 +390,3 @@ class _FreshLearners:
             if k not in self._built:
                 self._built[k] = self.solver.init_learner(derive_seed(self.seed, LEARNER, k))
         return stack_nests([self._built[k] for k in wanted])
-
-
-def _label_summaries(soft_labels: np.ndarray):
-    """How far the labels have moved from uniform: mean entropy and top mass."""
-    entropy = -np.sum(soft_labels * np.log(np.clip(soft_labels, 1e-12, 1.0)), axis=1)
-    tf.summary.scalar("labels/mean_entropy", float(entropy.mean()))
-    tf.summary.scalar("labels/mean_top_mass", float(soft_labels.max(axis=1).mean()))

@@ -4,7 +4,7 @@ Each call runs a stretch of meta steps (by default all of them up to the next
 validation point) as one `tf.while_loop`: it draws each step's inner batch with a
 stateless RNG keyed by (seed, global step), gathers the outer batch from the
 target set already on the device, runs the meta step, applies the reset rule
-(SPEC 2c) and swaps in a fresh learner when it fires. The host syncs once per
+(docs/method.md section 2c) and swaps in a fresh learner when it fires. The host syncs once per
 call instead of once per step: on 2 CPU cores the per-step sync, the Python reset
 tracker and the numpy draw cost ~20% of a LeNet step (issue 8), and on a GPU they
 would cost more.
@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
 from kerasdistill.data.pipeline import inner_batch_indices
-from kerasdistill.distill.learner import pick
 from kerasdistill.distill.meta_step import MetaState, meta_step_function
 from kerasdistill.distill.resets import ResetState, reset_rule_step
-from kerasdistill.distill.solver import InnerSolver
-from kerasdistill.evaluation.training import augmentation_seed
+from kerasdistill.training.learner import pick
+from kerasdistill.training.solver import InnerSolver
+from kerasdistill.training.trainer import augmentation_seed
 
 
 class StretchInputs(NamedTuple):

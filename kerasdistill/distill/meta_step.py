@@ -7,10 +7,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.config import LABEL_PARAMETERIZATIONS
 from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
-from kerasdistill.distill.adam import AdamState, adam_init, adam_update
-from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.errors import require_one_of
+from kerasdistill.training.adam import AdamState, adam_init, adam_update
+from kerasdistill.training.solver import InnerSolver
 
 
 class MetaState(NamedTuple):
@@ -31,14 +32,10 @@ class StepMetrics(NamedTuple):
 
 
 FINITE_CHECKS = ("outer loss", "hypergradient", "labels")
-# How Adam's step reaches the labels (issue 13). "clip": Adam on the labels, then
-# clipped to [0, 1] and renormalised (SPEC 2, the paper's). "softmax": the labels are
-# softmax(z) of learned logits z, and Adam steps z.
-LABEL_PARAMETERIZATIONS = ("clip", "softmax")
 
 
 def uniform_labels(num_base_examples: int, num_classes: int, dtype=tf.float32) -> tf.Tensor:
-    """SPEC 2: labels start uniform, every entry 1/C."""
+    """docs/method.md section 2: labels start uniform, every entry 1/C."""
     return tf.fill([num_base_examples, num_classes], tf.constant(1.0 / num_classes, dtype))
 
 
@@ -48,7 +45,7 @@ def init_meta_state(solver: InnerSolver, soft_labels: tf.Tensor, seed: int) -> M
 
 
 def project_to_simplex_rows(soft_labels: tf.Tensor) -> tf.Tensor:
-    """SPEC 2: clip to [0, 1], then renormalise every row to sum 1.
+    """docs/method.md section 2: clip to [0, 1], then renormalise every row to sum 1.
 
     A row clipped to all zeros (possible only with very large label learning
     rates) would divide by zero; it becomes uniform instead of NaN. Non-finite

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasdistill.distill.adam import AdamState, adam_update
+from kerasdistill.training.adam import AdamState, adam_update
 
 
 def plain_lenet_features(weights, images):
-    """LeNet (SPEC 4) for 28x28x1 inputs up to its 84 features; weights in Keras's
+    """LeNet (docs/method.md section 4) for 28x28x1 inputs up to its 84 features; weights in Keras's
     order and layout."""
     k1, b1, k2, b2, k3, b3, k4, b4 = weights
     hidden = tf.nn.relu(tf.nn.conv2d(images, k1, 1, "SAME") + b1)
@@ -29,14 +29,15 @@ def plain_lenet_features(weights, images):
 
 
 def plain_lenet_logits(weights, images):
-    """LeNet (SPEC 4) for 28x28x1 inputs; weights in Keras's order and layout."""
+    """LeNet (docs/method.md section 4) for 28x28x1 inputs; weights in Keras's order and layout."""
     return plain_lenet_features(weights[:8], images) @ weights[8] + weights[9]
 
 
 def _label_update(soft_labels, label_grad, label_optimizer: AdamState, learning_rate):
-    """SPEC 2's label update: Adam, then clip to [0, 1] and renormalise each row."""
-    (new_labels,), label_optimizer = adam_update([soft_labels], [label_grad], label_optimizer,
-                                                 learning_rate)
+    """docs/method.md section 2's label update: Adam, then clip to [0, 1] and renormalise
+    each row."""
+    (new_labels,), label_optimizer = adam_update([soft_labels], [label_grad],
+                                                 label_optimizer, learning_rate)
     new_labels = tf.clip_by_value(new_labels, 0.0, 1.0)
     return new_labels / tf.reduce_sum(new_labels, axis=-1, keepdims=True), label_optimizer
 
@@ -44,7 +45,8 @@ def _label_update(soft_labels, label_grad, label_optimizer: AdamState, learning_
 def plain_meta_step(soft_labels, label_optimizer: AdamState, weights, weight_optimizer: AdamState,
                     base_images, inner_indices, outer_images, outer_labels,
                     inner_learning_rate=0.01, learning_rate=1e-3):
-    """One second-order LD step (SPEC 2a); returns (labels, label_opt, weights, weight_opt)."""
+    """One second-order LD step (docs/method.md section 2a); returns (labels, label_opt,
+    weights, weight_opt)."""
     inner_images = tf.gather(base_images, inner_indices)
     with tf.GradientTape() as label_tape:
         label_tape.watch(soft_labels)
@@ -75,7 +77,7 @@ def plain_ridge_meta_step(soft_labels, label_optimizer: AdamState, weights,
                           scale_optimizer: AdamState, base_images, inner_indices, outer_images,
                           outer_labels, l2=1.0, beta=0.01, learning_rate=1e-3,
                           scale_learning_rate=1e-2):
-    """One LD RR step (SPEC 2b) in the reference code's order; returns (labels,
+    """One LD RR step (docs/method.md section 2b) in the reference code's order; returns (labels,
     label_opt, weights, weight_opt, classifier, scale, scale_opt)."""
     inner_images = tf.gather(base_images, inner_indices)
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from kerasdistill.config import ALGORITHMS, rule_horizon, rule_unroll_steps
 from kerasdistill.distill.horizon import WholeRunSolver
 from kerasdistill.distill.learner_pool import LearnerPool
 from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
 from kerasdistill.distill.second_order import UnrolledSGDSolver
-from kerasdistill.distill.solver import InnerSolver
 from kerasdistill.errors import DistillError
 from kerasdistill.models.registry import ModelFactory
-
-ALGORITHMS = ("second_order", "ridge_regression")
+from kerasdistill.training.solver import InnerSolver
 
 
 def build_solver(algorithm: str, factory: ModelFactory, outer_precision: str | None = None,
@@ -26,9 +25,7 @@ def build_solver(algorithm: str, factory: ModelFactory, outer_precision: str | N
     solver = _single_solver(algorithm, factory, outer_precision, outer_splits, hypergradient,
                             unroll_steps)
     if horizon_steps:
-        if learner_pool != 1:
-            raise DistillError("horizon_steps trains a fresh model every meta step: it takes "
-                               "no learner pool")
+        rule_horizon(horizon_steps, algorithm, hypergradient, unroll_steps, learner_pool)
         return WholeRunSolver(solver, horizon_steps)
     return solver if learner_pool == 1 else LearnerPool(solver, learner_pool)
 
@@ -40,9 +37,7 @@ def _single_solver(algorithm, factory, outer_precision, outer_splits, hypergradi
                                  outer_splits=outer_splits, hypergradient=hypergradient,
                                  unroll_steps=unroll_steps)
     if algorithm == "ridge_regression":
-        if unroll_steps != 1:
-            raise DistillError(f"unroll_steps={unroll_steps} is for --algorithm=second_order; "
-                               f"ridge regression solves its inner problem in closed form")
+        rule_unroll_steps(unroll_steps, hypergradient, algorithm)
         return RidgeRegressionSolver(factory, outer_precision=outer_precision,
                                      outer_splits=outer_splits)
     raise DistillError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")

@@ -1,4 +1,4 @@
-"""Model resets and the learned step count (SPEC 2c)."""
+"""Model resets and the learned step count (docs/method.md section 2c)."""
 
 from __future__ import annotations
 

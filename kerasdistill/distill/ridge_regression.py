@@ -1,4 +1,4 @@
-"""First-order label distillation with ridge regression (SPEC 2b, "LD RR").
+"""First-order label distillation with ridge regression (docs/method.md section 2b, "LD RR").
 
 The learner is a feature extractor g_theta, a global linear classifier W over
 [g(x), 1] (a bias row, starting at zero) and a learned scale s. Each step solves
@@ -15,14 +15,14 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from kerasdistill.distill.adam import AdamState, adam_init, adam_update
-from kerasdistill.distill.learner import (FunctionalModel, error_rate, outer_shards,
-                                          soft_cross_entropy)
-from kerasdistill.distill.solver import InnerSolver, SolverStep
 from kerasdistill.errors import DistillError
 from kerasdistill.hardware import resolve_outer_precision, warn_if_slow_bfloat16
 from kerasdistill.layers.ridge import RidgeRegression, append_bias_column
 from kerasdistill.models.registry import ModelFactory
+from kerasdistill.training.adam import AdamState, adam_init, adam_update
+from kerasdistill.training.learner import (FunctionalModel, error_rate, outer_shards,
+                                           soft_cross_entropy)
+from kerasdistill.training.solver import InnerSolver, SolverStep
 
 
 class RidgeLearnerState(NamedTuple):
@@ -37,7 +37,7 @@ class RidgeLearnerState(NamedTuple):
 
 
 class RidgeRegressionSolver(InnerSolver):
-    """SPEC 2b with the paper's settings: lambda = 1, beta = 0.01, Adam 1e-3 for
+    """docs/method.md section 2b with the paper's settings: lambda = 1, beta = 0.01, Adam 1e-3 for
     theta and 1e-2 for the scale."""
 
     name = "ridge_regression"
@@ -78,17 +78,18 @@ class RidgeRegressionSolver(InnerSolver):
                 "scale_learning_rate": self.scale_learning_rate, "ridge_l2": self.ridge.l2,
                 "pseudo_gradient_rate": self.pseudo_gradient_rate,
                 "loss": "soft-label cross-entropy of [g(x), 1] (s W)",
-                "prediction": "[g(x), 1] W (SPEC 2b)",
+                "prediction": "[g(x), 1] W (docs/method.md section 2b)",
                 "minibatches": "a random subset of inner_batch_size base images per step",
-                "initialization": "kerasdistill.models (SPEC 4, PyTorch's defaults)"}
+                "initialization": ("kerasdistill.models (docs/method.md section 4, "
+                                   "PyTorch's defaults)")}
 
     def _logits(self, features, classifier, scale):
         features = tf.cast(features, classifier.dtype)
         return tf.matmul(append_bias_column(features), scale * classifier)
 
     def _solve(self, learner: RidgeLearnerState, weights, images, soft_labels):
-        """SPEC 2b steps 2 and 3: W after the pseudo-gradient step towards the ridge
-        solution of this inner batch; returns (features, W, non-trainable weights)."""
+        """docs/method.md section 2b steps 2 and 3: W after the pseudo-gradient step towards the
+        ridge solution of this inner batch; returns (features, W, non-trainable weights)."""
         features, non_trainable = self.features(weights, learner.non_trainable, images)
         local = self.ridge(features, soft_labels)
         beta = self.pseudo_gradient_rate
@@ -96,8 +97,8 @@ class RidgeRegressionSolver(InnerSolver):
         return features, classifier, non_trainable
 
     def _learn(self, learner: RidgeLearnerState, images, ridge_labels, loss_labels):
-        """SPEC 2b step 5: theta and s by Adam on the soft cross-entropy of the inner
-        batch against `loss_labels` (held fixed), W solved with `ridge_labels`; theta's
+        """docs/method.md section 2b step 5: theta and s by Adam on the soft cross-entropy of the
+        inner batch against `loss_labels` (held fixed), W solved with `ridge_labels`; theta's
         gradient also flows through the ridge solution, as in the reference code.
         Returns (inner loss, updated learner)."""
         weights = list(learner.weights)
@@ -155,6 +156,6 @@ class RidgeRegressionSolver(InnerSolver):
     def predict(self, learner: RidgeLearnerState, images) -> tf.Tensor:
         features, _ = self.features(learner.weights, learner.non_trainable, images,
                                     training=False)
-        # Evaluation models predict with [g(x), 1] W (SPEC 2b); s > 0 would not
+        # Evaluation models predict with [g(x), 1] W (docs/method.md section 2b); s > 0 would not
         # change the argmax anyway.
         return self._logits(features, learner.classifier, tf.ones([], learner.classifier.dtype))

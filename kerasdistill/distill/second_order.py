@@ -1,4 +1,4 @@
-"""Second-order label distillation (SPEC 2a): one unrolled SGD step.
+"""Second-order label distillation (docs/method.md section 2a): one unrolled SGD step.
 
 The label hypergradient is d L_out(theta') / d y~ with theta' = theta - alpha g and
 g = grad_theta L_in(theta, y~). Because L_in is linear in y~,
@@ -27,30 +27,19 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasdistill.distill.adam import adam_update
-from kerasdistill.distill.learner import (FunctionalModel, LearnerState, error_rate,
-                                          outer_shards, soft_cross_entropy)
-from kerasdistill.distill.solver import InnerSolver, SolverStep
-from kerasdistill.errors import DistillError
-from kerasdistill.evaluation.model_stack import ModelStack, stackable
+from kerasdistill.config import HYPERGRADIENT_MODES, one_of, rule_unroll_steps
 from kerasdistill.hardware import resolve_outer_precision, warn_if_slow_bfloat16
 from kerasdistill.models.registry import ModelFactory
-
-HYPERGRADIENT_MODES = ("forward", "reverse")
-
-
-def check_unroll_steps(unroll_steps: int, hypergradient: str):
-    """Raises DistillError for an unroll the solver cannot take."""
-    if not isinstance(unroll_steps, int) or isinstance(unroll_steps, bool) or unroll_steps < 1:
-        raise DistillError(f"unroll_steps must be a whole number >= 1, got {unroll_steps!r}")
-    if unroll_steps > 1 and hypergradient != "reverse":
-        raise DistillError(
-            f"unroll_steps={unroll_steps} needs hypergradient='reverse' (--hypergradient="
-            f"reverse): the forward-mode hypergradient is exact for one inner step only")
+from kerasdistill.training.adam import adam_update
+from kerasdistill.training.learner import (FunctionalModel, LearnerState, error_rate, outer_shards,
+                                           soft_cross_entropy)
+from kerasdistill.training.model_stack import ModelStack, stackable
+from kerasdistill.training.solver import InnerSolver, SolverStep
 
 
 class UnrolledSGDSolver(InnerSolver):
-    """SPEC 2a. Hyperparameters as in the paper: alpha = 0.01, learner Adam 1e-3."""
+    """docs/method.md section 2a. Hyperparameters as in the paper: alpha = 0.01, learner Adam
+    1e-3."""
 
     name = "second_order"
 
@@ -58,10 +47,8 @@ class UnrolledSGDSolver(InnerSolver):
                  learner_learning_rate: float = 1e-3, hypergradient: str = "forward",
                  outer_splits: int = 2, outer_precision: str | None = None,
                  unroll_steps: int = 1):
-        if hypergradient not in HYPERGRADIENT_MODES:
-            raise DistillError(
-                f"hypergradient must be one of {HYPERGRADIENT_MODES}, got {hypergradient!r}")
-        check_unroll_steps(unroll_steps, hypergradient)
+        one_of(HYPERGRADIENT_MODES)("hypergradient", hypergradient)
+        rule_unroll_steps(unroll_steps, hypergradient)
         self.inner_batches_per_step = unroll_steps
         self.factory = factory
         self.network = FunctionalModel(factory.build(seed=0))
@@ -86,7 +73,8 @@ class UnrolledSGDSolver(InnerSolver):
                 "optimizer": "adam", "learning_rate": self.learner_learning_rate,
                 "adam_epsilon": 1e-8, "loss": "soft-label cross-entropy",
                 "minibatches": "a random subset of inner_batch_size base images per step",
-                "initialization": "kerasdistill.models (SPEC 4, PyTorch's defaults)"}
+                "initialization": ("kerasdistill.models (docs/method.md section 4, "
+                                   "PyTorch's defaults)")}
 
     def _inner_gradient(self, learner: LearnerState, images, soft_labels):
         return self._inner_gradient_at(learner.weights, learner.non_trainable, images,
@@ -140,7 +128,7 @@ class UnrolledSGDSolver(InnerSolver):
                 log_probs = tf.nn.log_softmax(logits)
             batch = tf.cast(tf.shape(inner_labels)[0], log_probs.dtype)
             label_grad = (alpha / batch) * accumulator.jvp(log_probs)
-        # SPEC 2a step 5: the learner trains on L_in with the labels it saw (the
+        # docs/method.md section 2a step 5: the learner trains on L_in with the labels it saw (the
         # reference code reuses this very gradient), not on the updated labels.
         weights, optimizer = adam_update(learner.weights, grads, learner.optimizer,
                                          self.learner_learning_rate)

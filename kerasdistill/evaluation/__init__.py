@@ -1,1 +1,1 @@
-"""Training fresh models on distilled sets and measuring them (SPEC section 3)."""
+"""Training fresh models on distilled sets and measuring them (docs/method.md section 3)."""

@@ -1,24 +1,25 @@
 """Ordinary Keras training on soft labels: `model.compile` / `model.fit` / `model.evaluate`.
 
 What a user of a shared distilled set does, with nothing of the meta-learning
-machinery involved. Serves optimizer transfer (SPEC 5.4) and `experiments.train`.
+machinery involved. Serves optimizer transfer (docs/method.md section 5.4) and `experiments.train`.
 """
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from kerasdistill.config import OPTIMIZERS as OPTIMIZER_NAMES
 from kerasdistill.errors import DistillError
 
-# Off-the-shelf optimizers and their usual learning rates.
-OPTIMIZERS = {
+# The Keras optimizer behind each name of config.OPTIMIZERS, with its usual learning rate.
+_KERAS_OPTIMIZERS = {
     "sgd": (keras.optimizers.SGD, 0.01, {}),
     "sgd_momentum": (keras.optimizers.SGD, 0.01, {"momentum": 0.9}),
     "adam": (keras.optimizers.Adam, 1e-3, {}),
     "rmsprop": (keras.optimizers.RMSprop, 1e-3, {}),
 }
+OPTIMIZERS = {name: _KERAS_OPTIMIZERS[name] for name in OPTIMIZER_NAMES}
 
 
 def default_learning_rate(optimizer_name: str) -> float:
@@ -36,19 +37,6 @@ def make_optimizer(optimizer_name: str, learning_rate: float | None = None):
     _check_optimizer(optimizer_name)
     cls, default_rate, extra = OPTIMIZERS[optimizer_name]
     return cls(learning_rate=default_rate if learning_rate is None else learning_rate, **extra)
-
-
-def soft_label_dataset(images, soft_labels, batch_size: int, seed: int | None = None,
-                       shuffle: bool = True, repeat: bool = True,
-                       drop_remainder: bool = True) -> tf.data.Dataset:
-    """(image, soft label) pairs, reshuffled every pass, batched, for `model.fit`."""
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (np.asarray(images), np.asarray(soft_labels, np.float32)))
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def fit_on_soft_labels(model: keras.Model, dataset: tf.data.Dataset, num_steps: int,

@@ -1,6 +1,6 @@
 """Fixed labellings of the base images that learned labels are measured against.
 
-- the teacher's labels (SPEC 3, not in the paper): the softmax, at a temperature
+- the teacher's labels (docs/method.md section 3, not in the paper): the softmax, at a temperature
   chosen on validation, of a model of the same architecture trained on the whole
   target training split;
 - uniform labels (every entry 1/C), the labels learning starts from;
@@ -19,17 +19,11 @@ import keras
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from kerasdistill.config import TEACHER_EPOCH_CHOICES
 from kerasdistill.data.splits import TargetSplits
 from kerasdistill.errors import DistillError
-from kerasdistill.evaluation.training import EvaluationTrainer, choose_num_steps
 from kerasdistill.models.registry import ModelFactory
-
-
-# Which of the teacher's epochs labels the base images: the one of best validation
-# accuracy (the teacher's own measure), or the one whose labels train the best model on
-# validation, searched with the temperature (issue 26: the teacher's epochs move its
-# labels' score by more than a point, so a baseline held at its best searches them).
-TEACHER_EPOCH_CHOICES = ("best_accuracy", "search")
+from kerasdistill.training.trainer import EvaluationTrainer, choose_num_steps
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Training fresh models on a distilled set and measuring them on the target's test split.
 
 Ordinary sets train plain Keras models with `model.compile` / `model.fit`; sets
-learned for ridge-regression models (LD RR) train with the RR recipe of SPEC 2b
+learned for ridge-regression models (LD RR) train with the RR recipe of docs/method.md section 2b
 (feature extractor + closed-form ridge classifier), which is not a `model.fit`
 model, unless the caller asks for ordinary models explicitly.
 """
@@ -16,79 +16,55 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from kerasdistill.config import TrainSettings
 from kerasdistill.data.augmentation import Augmentation
 from kerasdistill.errors import DistillError
-from kerasdistill.evaluation.keras_training import (OPTIMIZERS, default_learning_rate,
-                                                    evaluate_accuracy, fit_on_soft_labels,
-                                                    make_optimizer)
+from kerasdistill.evaluation.keras_training import (default_learning_rate, evaluate_accuracy,
+                                                    fit_on_soft_labels, make_optimizer)
 from kerasdistill.evaluation.transfer import summary
 from kerasdistill.export.distilled_set import DistilledSet
 from kerasdistill.seeding import TEST, derive_seed
 
-MODEL_KINDS = ("auto", "ordinary", "ridge_regression")
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """How to train on a distilled set; None means "the set's own recipe"."""
-
-    architecture: str | None = None
-    optimizer: str | None = None          # None: the recipe's (adam)
-    learning_rate: float | None = None    # None: the recipe's, or the optimizer's usual
-    steps: int | None = None              # None: the set's num_train_steps
-    batch_size: int | None = None         # None: the set's inner_batch_size
-    repetitions: int = 20
-    seed: int | None = None               # None: the run's seed (same inits as its test models)
-    model_kind: str = "auto"              # auto: the set's
-    augment: tuple | None = None          # None: the set's recipe's (data/augmentation.py)
-
-    def resolved(self, distilled: DistilledSet) -> "TrainSettings":
-        """The settings with every None filled from the set; checks them all."""
-        from kerasdistill.models import architecture_names
-        recipe = distilled.metadata["recipe"]
-        if self.model_kind not in MODEL_KINDS:
-            raise DistillError(f"model_kind must be one of {MODEL_KINDS}, got {self.model_kind!r}")
-        model_kind = recipe["model_kind"] if self.model_kind == "auto" else self.model_kind
-        if model_kind == "ridge_regression" and (self.optimizer not in (None, "adam")
-                                                 or self.learning_rate is not None):
-            raise DistillError(
-                "this set's labels were learned for ridge-regression models (LD RR, SPEC 2b): a "
-                "feature extractor with a closed-form ridge classifier, trained with their own "
-                "recipe (Adam on the features, a learned scale), not with a Keras optimizer. "
-                "Drop --optimizer/--learning_rate, or pass --model_kind=ordinary to train "
-                "ordinary Keras models on these labels instead")
-        optimizer = self.optimizer or recipe.get("optimizer", "adam")
-        if optimizer not in OPTIMIZERS:
-            raise DistillError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.learning_rate is not None:
-            learning_rate = self.learning_rate
-        elif self.optimizer is None or self.optimizer == recipe.get("optimizer"):
-            learning_rate = recipe.get("learning_rate", default_learning_rate(optimizer))
-        else:
-            learning_rate = default_learning_rate(optimizer)
-        architecture = self.architecture or distilled.metadata["architecture"]
-        if architecture not in architecture_names():
-            raise DistillError(f"unknown architecture {architecture!r}; known: "
-                               f"{', '.join(architecture_names())}")
-        resolved = dataclasses.replace(
-            self, architecture=architecture, optimizer=optimizer,
-            learning_rate=float(learning_rate), model_kind=model_kind,
-            steps=distilled.num_train_steps if self.steps is None else self.steps,
-            batch_size=distilled.inner_batch_size if self.batch_size is None
-            else self.batch_size,
-            seed=int(distilled.metadata.get("seed", 0)) if self.seed is None else self.seed,
-            augment=Augmentation(tuple(recipe.get("augment", [])) if self.augment is None
-                                 else tuple(self.augment)).operations)
-        if not resolved.learning_rate > 0:
-            raise DistillError(f"learning_rate must be positive, got {resolved.learning_rate}")
-        if resolved.steps <= 0:
-            raise DistillError(f"steps must be positive, got {resolved.steps}")
-        if not 0 < resolved.batch_size <= len(distilled):
-            raise DistillError(f"batch_size must be in 1..{len(distilled)} (the set's size), "
-                               f"got {resolved.batch_size}")
-        if resolved.repetitions <= 0:
-            raise DistillError(f"repetitions must be positive, got {resolved.repetitions}")
-        return resolved
+def resolve_train_settings(settings: TrainSettings, distilled: DistilledSet) -> TrainSettings:
+    """`settings` with every None filled from the set's recipe (each value's own check ran
+    when the settings were made; what depends on the set is checked here)."""
+    from kerasdistill.models import architecture_names
+    recipe = distilled.metadata["recipe"]
+    model_kind = recipe["model_kind"] if settings.model_kind == "auto" else settings.model_kind
+    if model_kind == "ridge_regression" and (settings.optimizer not in (None, "adam")
+                                             or settings.learning_rate is not None):
+        raise DistillError(
+            "this set's labels were learned for ridge-regression models (LD RR, docs/method.md section 2b): a "
+            "feature extractor with a closed-form ridge classifier, trained with their own "
+            "recipe (Adam on the features, a learned scale), not with a Keras optimizer. "
+            "Drop --optimizer/--learning_rate, or pass --model_kind=ordinary to train "
+            "ordinary Keras models on these labels instead")
+    optimizer = settings.optimizer or recipe.get("optimizer", "adam")
+    if settings.learning_rate is not None:
+        learning_rate = settings.learning_rate
+    elif settings.optimizer is None or settings.optimizer == recipe.get("optimizer"):
+        learning_rate = recipe.get("learning_rate", default_learning_rate(optimizer))
+    else:
+        learning_rate = default_learning_rate(optimizer)
+    architecture = settings.architecture or distilled.metadata["architecture"]
+    if architecture not in architecture_names():
+        raise DistillError(f"unknown architecture {architecture!r}; known: "
+                           f"{', '.join(architecture_names())}")
+    resolved = dataclasses.replace(
+        settings, architecture=architecture, optimizer=optimizer,
+        learning_rate=float(learning_rate), model_kind=model_kind,
+        steps=distilled.num_train_steps if settings.steps is None else settings.steps,
+        batch_size=distilled.inner_batch_size if settings.batch_size is None
+        else settings.batch_size,
+        seed=int(distilled.metadata.get("seed", 0)) if settings.seed is None else settings.seed,
+        augment=Augmentation(tuple(recipe.get("augment", [])) if settings.augment is None
+                             else tuple(settings.augment)).operations)
+    # dataclasses.replace ran every option's check on the values the set gave.
+    if resolved.batch_size > len(distilled):
+        raise DistillError(f"batch_size must be in 1..{len(distilled)} (the set's size), "
+                           f"got {resolved.batch_size}")
+    return resolved
 
 
 def train_on_distilled(distilled: DistilledSet, settings: TrainSettings, test_images,
@@ -98,7 +74,7 @@ def train_on_distilled(distilled: DistilledSet, settings: TrainSettings, test_im
 
     Args:
       distilled: the set.
-      settings: resolved TrainSettings (`settings.resolved(distilled)`).
+      settings: resolved TrainSettings (`resolve_train_settings`).
       test_images: the target's test images, normalised as the set says.
       test_labels: their integer classes.
       tensorboard_dir: Keras TensorBoard logs, one sub-folder per model (None: none).
@@ -155,9 +131,9 @@ def _fit_one(distilled, settings, factory, seed, index, test_images, test_labels
 
 def _ridge_regression_accuracies(distilled, settings, factory, seeds, test_images,
                                  test_labels, verbose) -> list[float]:
-    """The RR recipe (SPEC 2b steps 2, 3 and 5), as the run's own test models."""
+    """The RR recipe (docs/method.md section 2b steps 2, 3 and 5), as the run's own test models."""
     from kerasdistill.distill.ridge_regression import RidgeRegressionSolver
-    from kerasdistill.evaluation.training import EvaluationTrainer
+    from kerasdistill.training.trainer import EvaluationTrainer
     trainer = EvaluationTrainer(RidgeRegressionSolver(factory, outer_precision="float32"),
                                 distilled.normalized_images(), settings.batch_size,
                                 augmentation=Augmentation(settings.augment))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerasdistill.data.pipeline import soft_label_dataset
 from kerasdistill.evaluation.keras_training import (OPTIMIZERS, evaluate_accuracy,
-                                                    fit_on_soft_labels, make_optimizer,
-                                                    soft_label_dataset)
-from kerasdistill.evaluation.training import EvaluationTrainer
+                                                    fit_on_soft_labels, make_optimizer)
 from kerasdistill.models.registry import ModelFactory
+from kerasdistill.training.trainer import EvaluationTrainer
 
 __all__ = ["OPTIMIZERS", "fit_with_optimizer", "optimizer_transfer", "step_offset_transfer",
            "summary"]

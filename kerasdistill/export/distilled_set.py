@@ -1,4 +1,4 @@
-"""A distilled set on disk (SPEC 7): TFDS records, a JSON recipe and an npz.
+"""A distilled set on disk (docs/method.md section 7): TFDS records, a JSON recipe and an npz.
 
     <dir>/
       dataset_info.json, features.json, metadata.json   TFDS's own metadata
@@ -170,7 +170,7 @@ class DistilledSet:
           drop_remainder: drop a last short batch; default: when repeating, so
             every step sees `batch_size` examples as in the protocol.
         """
-        from kerasdistill.evaluation.keras_training import soft_label_dataset
+        from kerasdistill.data.pipeline import soft_label_dataset
         if not 0 < batch_size <= len(self):
             raise DistillError(f"batch_size must be in 1..{len(self)} (the set's size), "
                                f"got {batch_size}")

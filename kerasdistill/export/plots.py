@@ -1,4 +1,4 @@
-"""Pictures of a run's labels (SPEC 5.6), drawn with matplotlib's Agg backend.
+"""Pictures of a run's labels (docs/method.md section 5.6), drawn with matplotlib's Agg backend.
 
     base_images.png          every base image with its top-3 labels
     label_mass_heatmap.png   mean label mass per (source class, target class)

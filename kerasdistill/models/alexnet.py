@@ -1,4 +1,4 @@
-"""AlexNet, CIFAR variant (SPEC section 4)."""
+"""AlexNet, CIFAR variant (docs/method.md section 4)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 
 from kerasdistill.layers.lrn import LocalResponseNormalization
 from kerasdistill.models.registry import (input_dtype, layer_dtype, layer_seeds,
-                                         register_architecture, torch_style_initializers)
+                                          register_architecture, torch_style_initializers)
 
 
 def build_alexnet(input_shape: tuple, num_classes: int, seed: int = 0,

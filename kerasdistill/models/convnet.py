@@ -1,4 +1,4 @@
-"""The ConvNet of the dataset-distillation literature (SPEC section 4).
+"""The ConvNet of the dataset-distillation literature (docs/method.md section 4).
 
 Not in the paper: it is the network that dataset condensation, MTT and KIP evaluate
 with, so that our numbers can stand beside theirs.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from kerasdistill.models.registry import (input_dtype, layer_dtype, layer_seeds,
-                                         register_architecture, torch_style_initializers)
+                                          register_architecture, torch_style_initializers)
 
 CONVNET_WIDTH = 128
 CONVNET_DEPTH = 3

@@ -1,11 +1,11 @@
-"""LeNet as in SPEC section 4, for 28x28 greyscale and 32x32 colour inputs."""
+"""LeNet as in docs/method.md section 4, for 28x28 greyscale and 32x32 colour inputs."""
 
 from __future__ import annotations
 
 import keras
 
 from kerasdistill.models.registry import (input_dtype, layer_dtype, layer_seeds,
-                                         register_architecture, torch_style_initializers)
+                                          register_architecture, torch_style_initializers)
 
 
 def build_lenet(input_shape: tuple, num_classes: int, seed: int = 0,

@@ -108,7 +108,7 @@ class ModelFactory:
         return _weight_tensors(self.build(seed))
 
     def build_feature_extractor(self, seed: int = 0) -> keras.Model:
-        """The model without its last (classifier) layer: g_theta of SPEC 2b."""
+        """The model without its last (classifier) layer: g_theta of docs/method.md section 2b."""
         return feature_extractor(self.build(seed))
 
     def initial_feature_weights(self, seed: int):

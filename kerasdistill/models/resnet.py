@@ -1,11 +1,11 @@
-"""The CIFAR-style ResNet of SPEC section 4 ("ResNet-18" in the paper)."""
+"""The CIFAR-style ResNet of docs/method.md section 4 ("ResNet-18" in the paper)."""
 
 from __future__ import annotations
 
 import keras
 
 from kerasdistill.models.registry import (input_dtype, layer_dtype, layer_seeds,
-                                         register_architecture, torch_style_initializers)
+                                          register_architecture, torch_style_initializers)
 
 # PyTorch's BatchNorm momentum 0.1 is Keras's 0.9: evaluation models train for a
 # few hundred steps only, too few for Keras's default 0.99 to settle.

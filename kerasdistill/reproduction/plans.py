@@ -1,13 +1,13 @@
-"""Every experiment of SPEC section 5 as a plan of runs, at three budgets.
+"""Every experiment of docs/method.md section 5 as a plan of runs, at three budgets.
 
 A plan is a list of `PlannedRun`s: a folder (relative to the output folder), the
 `ExperimentConfig` that folder holds, and where its result goes in the report's table
 (row, column). Runs that answer several experiments share one folder: the transfer
 and step-count experiments evaluate the within-dataset runs further (their settings
-are free, run_identity.py), so the distillation is never done twice.
+are free, distill/identity.py), so the distillation is never done twice.
 
 Budgets:
-- `paper`: SPEC 3's table (kerasdistill.budget), 20 test models, seed 1234.
+- `paper`: docs/method.md section 3's table (kerasdistill.budget), 20 test models, seed 1234.
 - `cpu`: the same runs made short enough for a 2-core CPU in about an hour per
   experiment: fewer epochs (and, where stated, fewer n), still 20 test models. Its
   numbers show the trends, not the paper's figures.
@@ -21,32 +21,33 @@ from __future__ import annotations
 import dataclasses
 
 from kerasdistill.budget import protocol_budget
-from kerasdistill.distill.loop import DistillConfig
+from kerasdistill.config import BUDGETS, DistillConfig
 from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.evaluation.transfer import transfer_key
 from kerasdistill.experiment import ExperimentConfig
 
-BUDGETS = ("paper", "cpu", "smoke")
 PAPER_SEED = 1234
 WITHIN_NS = (10, 20, 50, 100, 200, 500)
 ALGORITHMS = {"ld": "second_order", "ld_rr": "ridge_regression"}
-# Baselines of every within-dataset table, for both model kinds (SPEC 3).
+# Baselines of every within-dataset table, for both model kinds (docs/method.md section 3).
 WITHIN_BASELINES = ("true_labels", "label_smoothing", "teacher")
 # Fixed labellings beside cross-dataset LD (issue 9): uniform, and the class mapping.
 CROSS_BASELINES = ("uniform", "class_mapping", "teacher")
 CROSS_PAIRS = (("emnist_letters", "mnist"), ("emnist_letters", "kmnist"),
                ("emnist_letters", "kuzushiji49"), ("cub200", "cifar10"),
-               # The pairs these machines hold the data for (SPEC 6).
+               # The pairs these machines hold the data for (docs/method.md section 6).
                ("fashion_mnist", "mnist"), ("mnist", "fashion_mnist"))
 # Targets whose splits every plan cuts from their test split (data/resplit.py): this
-# project's machines hold only KMNIST's official test files (SPEC 6). Stated in the
+# project's machines hold only KMNIST's official test files (docs/method.md section 6). Stated
+# in the
 # report's captions; the same on a machine that has the training files too.
 TEST_RESPLIT_TARGETS = ("kmnist",)
 TARGET_SET_SIZES = (100, 500, 1000, 5000, 10000, 20000, None)  # None: all 50,000
 TRANSFER_ARCHITECTURES = ("alexnet", "lenet", "resnet", "convnet")
 TRANSFER_OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
 STEP_OFFSETS = (-50, -20, -10, 0, 10, 20, 50, 100)
-# The paper's published figures that SPEC 5 confirms: (experiment, row, column) -> %.
+# The paper's published figures that docs/method.md section 5 confirms: (experiment, row,
+# column) -> %.
 PAPER_NUMBERS = {
     ("within_mnist", "n = 10", "LD"): (60.9, 3.2),
     ("within_mnist", "n = 100", "LD"): (87.3, 0.7),
@@ -197,7 +198,7 @@ def _within(name: str, target: str, title: str, budget: str) -> ExperimentPlan:
     runs = _within_runs(budget, target, ns, baselines=_baselines(budget),
                         folder_prefix=f"{name}_{budget}/")
     description = (f"LD and LD RR on {target} against true labels, label smoothing 0.1 and a "
-                   f"trained teacher's labels of the same base images (SPEC 5.1).")
+                   f"trained teacher's labels of the same base images (docs/method.md section 5.1).")
     if name == "within_mnist" and budget == "paper":
         main = next(run for run in runs if (run.row, run.column) == ("n = 100", "LD"))
         runs = [run for run in runs if run is not main] + [
@@ -256,7 +257,7 @@ def _cross_dataset(budget: str) -> ExperimentPlan:
     return ExperimentPlan(
         "cross_dataset", budget, "Cross-dataset label distillation",
         "Base images from another dataset (unbalanced), labels learned for the target's "
-        "classes (SPEC 5.2), beside two fixed labellings of the same images: uniform, and "
+        "classes (docs/method.md section 5.2), beside two fixed labellings of the same images: uniform, and "
         "each source class mapped to one target class (the mapping best on validation), "
         "the teacher's labels, and within-dataset LD of the same target.", tuple(runs))
 
@@ -277,7 +278,7 @@ def _architecture_transfer(budget: str) -> ExperimentPlan:
     return ExperimentPlan(
         "architecture_transfer", budget, "Architecture transfer (CIFAR-10)",
         "Labels learned with AlexNet on CIFAR-10, each used to train fresh AlexNet, LeNet, "
-        "ResNet and ConvNet models (SPEC 5.3); true labels for comparison.", tuple(runs))
+        "ResNet and ConvNet models (docs/method.md section 5.3); true labels for comparison.", tuple(runs))
 
 
 def _mnist_n100_evaluated_further(budget: str, name: str, title: str, description: str,
@@ -313,7 +314,7 @@ def _target_set_size(budget: str) -> ExperimentPlan:
                 runs.append(_target_set_size_run(budget, n, size, method, source, suffix))
     return ExperimentPlan(
         "target_set_size", budget, "Target-set size (MNIST, n = 100)",
-        "LD from 100 up to all 50,000 MNIST training examples (SPEC 5.5), 400 epochs over "
+        "LD from 100 up to all 50,000 MNIST training examples (docs/method.md section 5.5), 400 epochs over "
         "each as the reference code does (at the cpu budget: at most ~1,000 meta steps). "
         "The same 100 base images for every size: from MNIST's whole training split, or "
         "(the paper's runs, columns marked EMNIST) from EMNIST letters' training split.",
@@ -517,11 +518,11 @@ EXPERIMENTS = {
     "optimizer_transfer": lambda b: _mnist_n100_evaluated_further(
         b, "optimizer_transfer", "Optimizer transfer (MNIST, n = 100)",
         "The learned labels and step count used with model.fit and off-the-shelf optimizers "
-        "at their usual learning rates (SPEC 5.4).", "optimizer"),
+        "at their usual learning rates (docs/method.md section 5.4).", "optimizer"),
     "step_count": lambda b: _mnist_n100_evaluated_further(
         b, "step_count", "Step count (MNIST, n = 100)",
         "Fresh models trained for the learned step count shifted by -50 ... +100 steps "
-        "(SPEC 5.4).", "steps"),
+        "(docs/method.md section 5.4).", "steps"),
     "target_set_size": _target_set_size,
     "beyond": _beyond,
 }

@@ -13,12 +13,11 @@ import sys
 import time
 import traceback
 
+from kerasdistill.distill.identity import run_identity
 from kerasdistill.errors import DataNotFoundError, DistillError, FolderInUseError
-from kerasdistill.experiment import ExperimentConfig, run_experiment, to_json_dict
-from kerasdistill.files import (check_not_in_use, folder_held_briefly, read_json,
-                               write_json_atomic)
+from kerasdistill.experiment import ExperimentConfig, resolve, run_experiment, to_json_dict
+from kerasdistill.files import check_not_in_use, folder_held_briefly, read_json, write_json_atomic
 from kerasdistill.reproduction.plans import ExperimentPlan
-from kerasdistill.run_identity import run_identity
 
 STATUS_FILE = "reproduce_status.json"  # per output folder: why runs did not finish
 
@@ -41,7 +40,7 @@ def why_not_finished(results: dict | None, config: ExperimentConfig, keys) -> st
     from it; else what is missing."""
     if results is None:
         return "no results.json yet"
-    if results.get("run_identity") != run_identity(to_json_dict(config.resolved())):
+    if results.get("run_identity") != run_identity(to_json_dict(resolve(config))):
         return "another run's settings"  # run_experiment will say what differs
     if results.get("epochs") != config.distill.epochs:
         return f"{results.get('epochs')} epochs, the plan has {config.distill.epochs}"

@@ -7,8 +7,8 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from kerasdistill.distill.adam import AdamState, adam_init
 from kerasdistill.errors import DistillError
+from kerasdistill.training.adam import AdamState, adam_init
 
 
 class LearnerState(NamedTuple):

@@ -1,4 +1,4 @@
-"""What learned labels say (SPEC 5.6): how much mass leaves the true class, how
+"""What learned labels say (docs/method.md section 5.6): how much mass leaves the true class, how
 uncertain the labels are, and which classes mix.
 
 Pure numpy, so the same numbers go into results.json, distilled_set.json and the

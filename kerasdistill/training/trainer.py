@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from kerasdistill.data.augmentation import NO_AUGMENTATION, Augmentation
 from kerasdistill.data.pipeline import fold_in, random_subset
-from kerasdistill.distill.adam import AdamState
-from kerasdistill.distill.learner import stack_nests
-from kerasdistill.distill.solver import InnerSolver
+from kerasdistill.training.adam import AdamState
+from kerasdistill.training.learner import stack_nests
+from kerasdistill.training.solver import InnerSolver
 
 # Models trained together per call when the solver can stack them. Measured with
 # `python -m experiments.benchmark --measure=evaluation` (BENCHMARKS.md): on 2 CPU cores
@@ -191,8 +191,8 @@ AUGMENT_STREAM = 0x5A17
 
 
 def baseline_checkpoints(num_base_examples: int, max_steps: int | None = None) -> list[int]:
-    """SPEC 3: evaluate after 10, 25, 75 and every 50 steps up to 1000 (1700 when n > 100);
-    `max_steps` cuts the search shorter (the smoke budget)."""
+    """docs/method.md section 3: evaluate after 10, 25, 75 and every 50 steps up to 1000 (1700 when
+    n > 100); `max_steps` cuts the search shorter (the smoke budget)."""
     last = 1700 if num_base_examples > 100 else 1000
     last = last if max_steps is None else min(last, max_steps)
     return sorted(step for step in {10, 25, 75, *range(50, last + 1, 50)} if step <= last)

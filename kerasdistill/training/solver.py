@@ -19,7 +19,8 @@ class SolverStep(NamedTuple):
     """What one solver step returns to the outer loop."""
 
     inner_label_grad: tf.Tensor  # d L_outer / d (inner batch's soft labels), n_i x C
-    learner: Any                 # the learner after its own update (step 5 of SPEC 2a/2b)
+    # the learner after its own update (step 5 of docs/method.md section 2a/2b)
+    learner: Any
     outer_loss: tf.Tensor
     outer_error: tf.Tensor       # error rate on the outer batch: drives model resets
     inner_loss: tf.Tensor
@@ -64,7 +65,7 @@ class InnerSolver(abc.ABC):
         return settings
 
     def admit_fresh_learner(self, learner, fresh):
-        """What meta-training goes on with when the reset rule (SPEC 2c) brings in
+        """What meta-training goes on with when the reset rule (docs/method.md section 2c) brings in
         `fresh` (from `init_learner`). Default: `fresh` replaces `learner`."""
         del learner
         return fresh

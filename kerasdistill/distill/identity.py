@@ -1,4 +1,5 @@
-"""What makes two runs the same run, and the check that keeps a `--model_dir` to one.
+"""What makes two runs the same run, and the checks that keep a `--model_dir` (and a
+checkpoint) to one.
 
 A run's identity is every setting that changes its labels or what its numbers
 mean (datasets, architecture, algorithm, base examples, sizes, precision, seed,
@@ -18,26 +19,12 @@ anything in it is written.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
+from kerasdistill.config import DistillConfig, identity_rules, identity_settings
 from kerasdistill.errors import DistillError
 from kerasdistill.files import read_json
-
-FREE_SETTINGS = frozenset({
-    "data_dir", "download", "test_repetitions", "eval_architectures", "eval_optimizers",
-    "step_offsets", "transfer_repetitions", "distill.jit_compile",
-    "distill.steps_per_call", "distill.distribute"})
-EXTENSIBLE_SETTINGS = frozenset({"distill.epochs"})
-# Settings added after runs had recorded their identities (results.json keeps it):
-# at these values (what every earlier run did) they are left out of the identity,
-# so an identity recorded before them still names the same run.
-OMITTED_AT_DEFAULT = {"label_init": "uniform", "unroll_steps": 1,
-                      "distill.label_parameterization": "clip", "validation_steps": "learner",
-                      "learner_pool": 1, "distill.augment": [],
-                      "distill.validation_models": 1, "horizon_steps": 0,
-                      "whitening": "none", "zca_regularization": 0.1,
-                      "target_split": "official", "teacher_epoch_choice": "best_accuracy"}
+from kerasdistill.training.solver import InnerSolver
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -50,22 +37,20 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _settings() -> tuple[set, dict]:
-    """The names of all settings (dotted for the distill ones) and their defaults;
-    the defaults let configs written by older versions, which lack newer keys,
-    compare as what those versions did."""
-    from kerasdistill.distill.loop import DistillConfig
-    from kerasdistill.experiment import ExperimentConfig
-    names, defaults = set(), {}
-    for cls, prefix in ((ExperimentConfig, ""), (DistillConfig, "distill.")):
-        for field in dataclasses.fields(cls):
-            if field.name == "distill":
-                continue
-            names.add(prefix + field.name)
-            if field.default is not dataclasses.MISSING:
-                value = field.default
-                defaults[prefix + field.name] = list(value) if isinstance(value, tuple) else value
-    return names, defaults
+def _uses(flat: dict, get_dataset_spec) -> dict:
+    """{part of a run (an option's `applies`): whether this run has it}."""
+    baseline = flat.get("baseline") or "none"
+    starts_from = flat.get("label_init", "uniform")
+    return {
+        "label_smoothing": baseline == "label_smoothing",
+        # Only EMNIST's images depend on the orientation settings.
+        "transposed_data": any(get_dataset_spec(flat[key]).stored_transposed
+                               for key in ("target", "source") if flat.get(key)),
+        # Only the baselines, scored starts and searched validation use the step search.
+        "step_search": baseline != "none" or starts_from != "uniform" or
+        flat.get("validation_steps", "learner") != "learner",
+        "teacher": baseline == "teacher" or starts_from == "teacher",
+    }
 
 
 def run_identity(config: dict) -> dict:
@@ -73,8 +58,10 @@ def run_identity(config: dict) -> dict:
     from kerasdistill.data.registry import get_dataset_spec
     from kerasdistill.data.user_data import identity_name
     from kerasdistill.distill.resets import default_reset_window
-    names, defaults = _settings()
-    flat = {**defaults, **_flatten(config)}
+    rules = identity_rules()
+    # Configs written by older versions lack newer keys: they compare as those
+    # versions did, at the defaults.
+    flat = {**rules.defaults, **_flatten(config)}
     if "emnist_orientation" not in config:
         # Written before 0.4, whose runs saw EMNIST upright (transposed back at load).
         flat["emnist_orientation"] = "upright"
@@ -85,29 +72,17 @@ def run_identity(config: dict) -> dict:
     if flat.get("distill.reset_window") is None:
         flat["distill.reset_window"] = default_reset_window(
             flat["distill.num_base_examples"], get_dataset_spec(flat["target"]).num_classes)
-    if flat.get("baseline") != "label_smoothing":
-        flat.pop("label_smoothing", None)  # only the smoothing baseline uses it
-    transposed = [get_dataset_spec(flat[key]).stored_transposed
-                  for key in ("target", "source") if flat.get(key)]
-    if not any(transposed):  # only EMNIST's images depend on them
-        flat.pop("emnist_orientation", None)
-        flat.pop("npz_orientation", None)
-    starts_from = flat.get("label_init", "uniform")
-    if flat.get("baseline") in (None, "none") and starts_from == "uniform" and flat.get(
-            "validation_steps", "learner") == "learner":
-        # Only the baselines, scored starts and searched validation use the step search.
-        flat.pop("baseline_max_steps", None)
-    if flat.get("baseline") != "teacher" and starts_from != "teacher":
-        flat.pop("teacher_epochs", None)
-        flat.pop("teacher_temperatures", None)
-        flat.pop("teacher_epoch_choice", None)
-    for key, default in OMITTED_AT_DEFAULT.items():
+    uses = _uses(flat, get_dataset_spec)
+    for key, part in rules.applies.items():
+        if not uses[part]:  # a setting no part of this run reads
+            flat.pop(key, None)
+    for key, default in rules.omitted_at_default.items():
         if flat.get(key, default) == default:
             flat.pop(key, None)
     for key in ("target", "source"):
         if flat.get(key):  # a user's data by its contents, not by the path's spelling
             flat[key] = identity_name(flat[key])
-    keep = (names & set(flat)) - FREE_SETTINGS - EXTENSIBLE_SETTINGS
+    keep = (rules.names & set(flat)) - rules.free - rules.extensible
     return {key: flat[key] for key in sorted(keep)}
 
 
@@ -190,3 +165,26 @@ def check_model_dir(model_dir: str, config: dict):
             raise DistillError(
                 f"--model_dir={model_dir} holds a checkpoint at epoch {progress['epoch']}, beyond "
                 f"--epochs={epochs}. Nothing was changed. Use another --model_dir")
+
+
+def loop_identity(config: DistillConfig, solver: InnerSolver, given_start: bool = False,
+                  validation_checkpoints: list[int] | None = None) -> dict:
+    """A checkpoint's identity when `distill_labels`' caller gives none (experiments give
+    `run_identity`): the loop's settings that change the labels (config.identity_settings),
+    the solver, and whether the labels started from the caller's rather than uniform."""
+    settings = identity_settings(config)
+    identity = {"distill": settings, "solver": solver.name}
+    identity.update(solver.identity_settings())
+    if given_start:
+        identity["starting_labels"] = "given"
+    if validation_checkpoints is not None:
+        identity["validation_checkpoints"] = [int(c) for c in validation_checkpoints]
+    return identity
+
+
+def check_checkpoint_identity(directory: str, record: dict | None, identity: dict):
+    if record is not None and record.get("identity") != identity:
+        raise DistillError(
+            f"the checkpoint in {directory} was written by a run with other settings "
+            f"({record.get('identity')}); use another --model_dir or delete the checkpoint "
+            f"to start afresh")

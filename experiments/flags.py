@@ -1,0 +1,91 @@
+"""absl flags made from the config's option definitions (kerasdistill/config.py).
+
+Each option of `DistillConfig` and `ExperimentConfig` becomes one flag of the same
+name, default, choices and help; `config_from_flags` reads them back into a config,
+whose construction runs every option's check. A command adds only the flags that
+are its own (`--model_dir`, `--verbose`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import flags
+
+from kerasdistill.config import FIELD_DEFAULT, DistillConfig, ExperimentConfig, options_of
+from kerasdistill.errors import DistillError
+
+# Flags are text; these options' values are not.
+_JIT_FLAG = {"auto": "auto", "true": True, "false": False}
+
+
+def _kind(field) -> str:
+    """The field's type as declared ("int | None" is an int flag that may be unset)."""
+    return str(field.type).split("|")[0].strip()
+
+
+def _flag_default(field, info):
+    default = field.default if info.flag_default is FIELD_DEFAULT else info.flag_default
+    return None if default is dataclasses.MISSING else default
+
+
+def define_config_flags(config_classes=(DistillConfig, ExperimentConfig), skip=(), only=None,
+                        flag_values=flags.FLAGS):
+    """Defines one flag per option of `config_classes` (except `skip`; only those in `only`
+    when given), as flags of the calling module (so that its --helpshort lists them)."""
+    caller = sys._getframe(1).f_globals.get("__name__")
+    module = sys.argv[0] if caller == "__main__" else caller  # as absl names modules
+    for config_class in config_classes:
+        for field, info in options_of(config_class):
+            if not info.flag or field.name in skip or (only is not None and
+                                                       field.name not in only):
+                continue
+            default = _flag_default(field, info)
+            name, text = field.name, info.help
+            if field.name == "jit_compile":
+                flags.DEFINE_enum(name, "auto", list(_JIT_FLAG), text, flag_values=flag_values,
+                                  module_name=module)
+            elif info.choices is not None:
+                flags.DEFINE_enum(name, default, list(info.choices), text,
+                                  flag_values=flag_values, module_name=module)
+            else:
+                define = {"tuple": flags.DEFINE_list, "bool": flags.DEFINE_boolean,
+                          "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+                          "str": flags.DEFINE_string}[_kind(field)]
+                if _kind(field) == "tuple" and default is not None:
+                    default = [str(value) for value in default]
+                define(name, default, text, flag_values=flag_values, module_name=module)
+
+
+def _value(field, info, raw):
+    if field.name == "jit_compile":
+        return _JIT_FLAG[raw]
+    if isinstance(raw, list):  # DEFINE_list: text items
+        kind = info.item or str
+        try:
+            return tuple(kind(item) for item in raw)
+        except ValueError:
+            what = {int: "whole numbers", float: "numbers"}.get(kind, "names")
+            raise DistillError(f"--{field.name} takes {what}, got {','.join(raw)}") from None
+    return raw
+
+
+def config_values(config_class, flag_values=flags.FLAGS, only=None) -> dict:
+    """{option: value} of `config_class`'s options as the flags hold them."""
+    return {field.name: _value(field, info, flag_values[field.name].value)
+            for field, info in options_of(config_class)
+            if info.flag and (only is None or field.name in only)}
+
+
+def config_from_flags(flag_values=flags.FLAGS, **overrides) -> ExperimentConfig:
+    """The ExperimentConfig the flags describe; `overrides` (e.g. the budget table's
+    inner batch size and epochs) replace flag values. Raises DistillError for any bad
+    value, before anything runs."""
+    distill_overrides = {k: v for k, v in overrides.items()
+                         if k in {f.name for f, _ in options_of(DistillConfig)}}
+    run_overrides = {k: v for k, v in overrides.items() if k not in distill_overrides}
+    # Every flag read (and its text parsed) before any value is checked.
+    distill_values = {**config_values(DistillConfig, flag_values), **distill_overrides}
+    run_values = {**config_values(ExperimentConfig, flag_values), **run_overrides}
+    return ExperimentConfig(distill=DistillConfig(**distill_values), **run_values)
