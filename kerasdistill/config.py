@@ -427,6 +427,8 @@ class ExperimentConfig:
         "best validation accuracy, or (search) every epoch's labels scored on validation "
         "with the temperature, as a baseline held at its best.",
         choices=TEACHER_EPOCH_CHOICES, omitted_at_default=True, applies="teacher")
+    teacher_batch_size: int = option(128, "Minibatch size of the teacher's training.",
+                                     check=positive, omitted_at_default=True, applies="teacher")
     # Evaluation.
     test_repetitions: int = option(20, "Fresh models trained for the test statistics.",
                                    check=positive, identity=FREE)

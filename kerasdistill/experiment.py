@@ -71,7 +71,8 @@ def resolve(config: ExperimentConfig) -> ExperimentConfig:
 
 def teacher_budget(config: ExperimentConfig) -> TeacherBudget:
     return TeacherBudget(epochs=config.teacher_epochs, temperatures=config.teacher_temperatures,
-                         epoch_choice=config.teacher_epoch_choice)
+                         epoch_choice=config.teacher_epoch_choice,
+                         batch_size=config.teacher_batch_size)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,7 +102,7 @@ def test_identity_rules_come_from_the_definitions():
         "validation_steps": "learner", "learner_pool": 1, "distill.augment": [],
         "distill.validation_models": 1, "horizon_steps": 0, "whitening": "none",
         "zca_regularization": 0.1, "target_split": "official",
-        "teacher_epoch_choice": "best_accuracy"}
+        "teacher_epoch_choice": "best_accuracy", "teacher_batch_size": 128}
     assert {"distill.num_base_examples", "distill.inner_batch_size", "target"} <= rules.names
 
 
@@ -158,6 +158,22 @@ def test_flags_read_back_into_the_config_they_describe():
     train = TrainSettings(**config_values(TrainSettings, _flag_values(
         (TrainSettings,), ["--augment=", "--steps=9"])))
     assert train.augment == () and train.steps == 9 and train.optimizer is None
+
+
+def test_the_teachers_batch_size_reaches_its_training_and_its_runs_identity():
+    """The option added as one definition: flag, check, identity and use."""
+    from kerasdistill.distill.identity import run_identity
+    from kerasdistill.experiment import resolve, teacher_budget
+    values = _flag_values(argv=["--teacher_batch_size=64", "--baseline=teacher"])
+    config = config_from_flags(values, inner_batch_size=50, epochs=3)
+    assert teacher_budget(config).batch_size == 64
+    with pytest.raises(DistillError, match="teacher_batch_size must be a whole number >= 1"):
+        ExperimentConfig(distill=_distill(), teacher_batch_size=0)
+    assert run_identity(dataclasses.asdict(resolve(config)))["teacher_batch_size"] == 64
+    # At its default, or where no teacher is trained, it leaves identities as they were.
+    for changes in ({"baseline": "teacher"}, {"teacher_batch_size": 64}):
+        assert "teacher_batch_size" not in run_identity(dataclasses.asdict(resolve(
+            ExperimentConfig(distill=_distill(), **changes))))
 
 
 def test_a_new_option_is_one_definition():
