@@ -19,8 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdistill.budget import default_architecture
-from kerasdistill.config import (BASELINES, DistillConfig, ExperimentConfig,  # noqa: F401
-                                 to_json_dict)
+from kerasdistill.config import ExperimentConfig, to_json_dict
 from kerasdistill.data.augmentation import Augmentation
 from kerasdistill.data.loading import RawDataset, load_dataset
 from kerasdistill.data.registry import get_dataset_spec

@@ -12,9 +12,6 @@ import os
 import platform
 import sys
 
-# Re-exported: the choices are defined in config.py.
-from kerasdistill.config import DEFAULT_OUTER_PRECISION, OUTER_PRECISIONS  # noqa: F401
-
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 
 

@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from kerasdistill.config import DEFAULT_ZCA_REGULARIZATION, WHITENINGS  # noqa: F401 (re-exported)
+from kerasdistill.config import DEFAULT_ZCA_REGULARIZATION
 from kerasdistill.errors import DistillError
 
 _APPLY_CHUNK = 8192  # images per matmul when whitening a whole split

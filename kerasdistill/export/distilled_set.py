@@ -23,7 +23,8 @@ import re
 
 import numpy as np
 
-from kerasdistill.data.whitening import WHITENINGS, ZCAStatistics
+from kerasdistill.config import WHITENINGS
+from kerasdistill.data.whitening import ZCAStatistics
 from kerasdistill.errors import DistillError
 from kerasdistill.files import atomic_directory, read_json, write_json_atomic
 
