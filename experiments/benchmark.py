@@ -39,11 +39,12 @@ from typing import Callable
 
 from absl import app, flags
 
-from experiments import entry_point
-from experiments.flags import define_config_flags
 from kerasdistill.config import (ALGORITHMS, OUTER_PRECISIONS, DistillConfig, ExperimentConfig,
                                  rule_horizon)
 from kerasdistill.hardware import machine_description
+
+from . import entry_point
+from .flags import define_config_flags
 
 MEASURES = ("step", "loop", "evaluation", "sweep")
 FLAGS = flags.FLAGS

@@ -3,8 +3,10 @@ r"""Distil labels (or run a baseline) with the paper's protocol.
   python -m experiments.distill --target=mnist --num_base_examples=100 \
       --data_dir=../shared/data --model_dir=runs/mnist_n100
 
-The architecture, inner batch size and epochs default to the paper's budget table
-for the target and n (docs/method.md section 3, kerasdistill/budget.py); the run prints them first.
+`--recipe=horizon` sets the whole-run horizon recipe's flags (kerasdistill/config.py's
+RECIPES; any flag given wins). The architecture, inner batch size and epochs default to
+the paper's budget table for the target and n (docs/method.md section 3,
+kerasdistill/budget.py); the run prints them first.
 
 Writes config.json and results.json into --model_dir, with a checkpoint that a
 rerun of the same command resumes from, and TensorBoard summaries.
@@ -17,8 +19,8 @@ import sys
 
 from absl import app, flags
 
-from experiments import entry_point
-from experiments.flags import config_from_flags, define_config_flags
+from . import entry_point
+from .flags import apply_recipe, config_from_flags, define_config_flags
 
 FLAGS = flags.FLAGS
 # Every option of the run is defined once, in kerasdistill/config.py; these are its flags.
@@ -43,6 +45,12 @@ def _run():
                            "yet (every worker would write --model_dir, and resuming needs all "
                            "workers to restore the chief's checkpoint together); call "
                            "kerasdistill.distill.loop.distill_labels on each worker instead")
+    recipe = apply_recipe()
+    if FLAGS.verbose and recipe["settings"]:
+        print(f"Recipe {recipe['name']}: " + ", ".join(
+            f"--{name}={value}" for name, value in recipe["settings"].items()) +
+            (f" (given instead: {', '.join(recipe['overridden'])})" if recipe["overridden"]
+             else ""), file=sys.stderr)
     budget, filled = resolve_budget(FLAGS.target, FLAGS.num_base_examples, FLAGS.architecture,
                                     FLAGS.inner_batch_size, FLAGS.epochs)
     if FLAGS.verbose:
@@ -54,7 +62,7 @@ def _run():
                                inner_batch_size=budget.inner_batch_size, epochs=budget.epochs)
     run_experiment(config, FLAGS.model_dir, verbose=FLAGS.verbose,
                    requested={f"distill.{k}" if k != "architecture" else k: v
-                              for k, v in filled.items()})
+                              for k, v in filled.items()}, recipe=recipe)
     print(os.path.join(FLAGS.model_dir, "results.json"))
 
 

@@ -13,7 +13,7 @@ import sys
 
 from absl import flags
 
-from kerasdistill.config import FIELD_DEFAULT, DistillConfig, ExperimentConfig, options_of
+from kerasdistill.config import FIELD_DEFAULT, RECIPES, DistillConfig, ExperimentConfig, options_of
 from kerasdistill.errors import DistillError
 
 # Flags are text; these options' values are not.
@@ -89,3 +89,25 @@ def config_from_flags(flag_values=flags.FLAGS, **overrides) -> ExperimentConfig:
     distill_values = {**config_values(DistillConfig, flag_values), **distill_overrides}
     run_values = {**config_values(ExperimentConfig, flag_values), **run_overrides}
     return ExperimentConfig(distill=DistillConfig(**distill_values), **run_values)
+
+
+def apply_recipe(flag_values=flags.FLAGS) -> dict:
+    """Expands --recipe (kerasdistill/config.py's RECIPES) into the flags, before anything
+    reads them: each of the recipe's settings whose flag the command line did not give
+    takes the recipe's value; a flag given wins. Returns what config.json records:
+    {"name", "settings": {option: the value it set}, "overridden": {option: the flag's}}."""
+    name = flag_values["recipe"].value
+    settings, overridden = {}, {}
+    for option_name, value in RECIPES[name].items():
+        flag = flag_values[option_name]
+        if flag.present:
+            overridden[option_name] = flag.value
+        else:
+            # A list flag holds its items as text, as if typed.
+            flag.value = [str(item) for item in value] if isinstance(value, tuple) else value
+            settings[option_name] = _jsonable(value)
+    return {"name": name, "settings": settings, "overridden": overridden}
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value

@@ -17,9 +17,10 @@ import sys
 
 from absl import app, flags
 
-from experiments import entry_point
-from experiments.flags import define_config_flags
 from kerasdistill.config import BUDGETS, ExperimentConfig
+
+from . import entry_point
+from .flags import define_config_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment", None, "An experiment of docs/method.md section 5, or all.")

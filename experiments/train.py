@@ -17,14 +17,16 @@ import sys
 
 from absl import app, flags
 
-from experiments import entry_point
-from experiments.flags import config_values, define_config_flags
 from kerasdistill.config import ExperimentConfig, TrainSettings
+
+from . import entry_point
+from .flags import config_values, define_config_flags
 
 DATA_OPTIONS = ("data_dir", "download")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("distilled", None, "A distilled set folder (a run's distilled_set/).")
+flags.DEFINE_string("distilled", None, "A distilled set: a folder (a run's distilled_set/) "
+                    "or a ready set's name (python -m experiments.sets lists them).")
 flags.DEFINE_string("target", None, "The dataset whose test split the models are tested on "
                     "(default: the set's own target; give the path here when a set made on "
                     "your own file travelled to another folder or machine).")
@@ -40,47 +42,37 @@ flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.
 
 def _run():
     from kerasdistill import __version__
-    from kerasdistill.data.loading import load_dataset
-    from kerasdistill.data.registry import get_dataset_spec
-    from kerasdistill.data.resplit import as_target
     from kerasdistill.errors import DistillError
-    from kerasdistill.evaluation.train_distilled import resolve_train_settings, train_on_distilled
+    from kerasdistill.evaluation.train_distilled import (load_test_split, resolve_train_settings,
+                                                         train_on_distilled)
     from kerasdistill.export.distilled_set import load_distilled
     from kerasdistill.files import check_creatable
 
     if not FLAGS.distilled:
         raise DistillError("--distilled is required: a distilled set folder, e.g. "
-                           "runs/mnist_n100_ld/distilled_set")
+                           "runs/mnist_n100_ld/distilled_set, or a ready set's name, e.g. "
+                           "mnist/n100/horizon")
     if FLAGS.output_json:
         _check_output_json(FLAGS.output_json)
     if FLAGS.tensorboard_dir:
         check_creatable(FLAGS.tensorboard_dir, "--tensorboard_dir")
     distilled = load_distilled(FLAGS.distilled)
     settings = resolve_train_settings(TrainSettings(**config_values(TrainSettings)), distilled)
-    # The target's test split as the run's was made (official, or its recorded re-split).
-    target = load_dataset(FLAGS.target or distilled.metadata["target"], FLAGS.data_dir,
-                          FLAGS.download)
-    if distilled.metadata.get("target_split", "official") != "official":
-        target = as_target(target, distilled.metadata["target_split"])
-    target.require("test", "experiments.train (its models are tested on the test split)")
-    _check_same_resplit(target, distilled.metadata.get("target_resplit"))
-    _check_same_user_data(distilled.metadata, FLAGS.target or distilled.metadata["target"])
-    spec = get_dataset_spec(FLAGS.target or distilled.metadata["target"])
-    # Normalised (and whitened) as the set's own images were.
-    test_images = distilled.preprocess(target.test_images)
+    # The target's test split as the run's was made, prepared as the set's images were.
+    test = load_test_split(distilled, FLAGS.target, FLAGS.data_dir, FLAGS.download)
     if FLAGS.verbose:
         print(f"Training {settings.repetitions} {settings.architecture} models "
               f"({settings.model_kind}, {settings.optimizer} lr {settings.learning_rate}, "
               f"{settings.steps} steps of {settings.batch_size}"
               f"{', augmented: ' + ' '.join(settings.augment) if settings.augment else ''}) "
-              f"on {len(distilled)} distilled {spec.name} images", file=sys.stderr)
-    results = train_on_distilled(distilled, settings, test_images, target.test_labels,
+              f"on {len(distilled)} distilled {test.dataset} images", file=sys.stderr)
+    results = train_on_distilled(distilled, settings, test.images, test.labels,
                                  tensorboard_dir=FLAGS.tensorboard_dir,
                                  # Keras's live bar in a terminal, a line per model in a log.
                                  verbose=(1 if sys.stderr.isatty() else 2) if FLAGS.verbose
                                  else 0)
     results.update({
-        "distilled": FLAGS.distilled, "target": spec.name, "target_origin": target.origin,
+        "distilled": FLAGS.distilled, "target": test.dataset, "target_origin": test.origin,
         "distilled_run_test_accuracy_mean": distilled.metadata.get("test_accuracy_mean"),
         "distilled_run_test_accuracy_std": distilled.metadata.get("test_accuracy_std"),
         "kerasdistill_version": __version__})
@@ -90,36 +82,6 @@ def _run():
           f"+- {100 * distilled.metadata['test_accuracy_std']:.2f} %)")
     if FLAGS.output_json:
         _write_output_json(FLAGS.output_json, results)
-
-
-def _check_same_resplit(target, recorded: dict | None):
-    """A re-split target must give the same test images as the run's (same data, same
-    rule): the recorded positions' fingerprint says so."""
-    from kerasdistill.errors import DistillError
-    if recorded is None or target.resplit is None:
-        return
-    for key in ("train_positions_sha256", "test_positions_sha256", "test_images_sha256"):
-        if key in recorded and recorded[key] != target.resplit[key]:
-            raise DistillError(f"the re-split of {target.origin} differs from the one the set "
-                               f"was made with ({key} {target.resplit[key]} against "
-                               f"{recorded.get(key)}): other data than the run's?")
-
-
-def _check_same_user_data(metadata: dict, target: str):
-    """A set made on a user's own file is tested on that file's arrays, not on whatever
-    the path holds today; and a set of a registered dataset on that dataset."""
-    from kerasdistill.data.registry import get_dataset_spec
-    from kerasdistill.data.user_data import check_same_arrays
-    from kerasdistill.errors import DistillError
-    recorded = metadata.get("target_fingerprint")
-    if recorded is None and get_dataset_spec(target).fingerprint is None:
-        if target != metadata["target"]:
-            raise DistillError(f"--target={target}: the set was made for {metadata['target']}")
-        return
-    if recorded is None:
-        raise DistillError(f"--target={target} is your own data; the set was made for "
-                           f"{metadata['target']}")
-    check_same_arrays(target, recorded, "the set was made with")
 
 
 def _write_output_json(path: str, results: dict):

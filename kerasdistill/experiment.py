@@ -89,7 +89,7 @@ class RunInputs:
 
 
 def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = True,
-                   requested: dict | None = None,
+                   requested: dict | None = None, recipe: dict | None = None,
                    finished: Callable[[], dict | None] | None = None) -> dict:
     """Runs one experiment and writes config.json, results.json, the distilled set
     and the pictures into model_dir.
@@ -98,7 +98,9 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
     holds, whether it can be written) runs before the first file is written.
     `requested`: settings a caller filled in itself from defaults (the command line's
     budget table), as they were asked; config.json keeps them beside the resolved
-    values, with every "auto" setting resolved here. `finished`: called once this process
+    values, with every "auto" setting resolved here. `recipe`: what a named recipe set
+    (experiments/flags.py's `apply_recipe`), recorded as config.json's recipe_expansion.
+    `finished`: called once this process
     holds the folder; results it returns (another process finished the run between the
     caller's look and the lock) are returned as they are, and nothing runs.
 
@@ -134,6 +136,8 @@ def run_experiment(config: ExperimentConfig, model_dir: str, verbose: bool = Tru
                          "tensorflow_version": tf.__version__, "python": platform.python_version(),
                          "device": device_description(), "resolved": choices,
                          "requested": {**(requested or {}), **_resolved_here(asked, settings)}}
+        if recipe is not None:  # what --recipe set, and the flags given instead
+            config_record["recipe_expansion"] = recipe
         write_json_atomic(os.path.join(model_dir, "config.json"), config_record)
         if verbose:
             target = inputs.target

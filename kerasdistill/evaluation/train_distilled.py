@@ -67,6 +67,65 @@ def resolve_train_settings(settings: TrainSettings, distilled: DistilledSet) -> 
     return resolved
 
 
+@dataclasses.dataclass(frozen=True)
+class TargetTestSplit:
+    """A set's target test split, prepared as the set's own images were."""
+
+    images: np.ndarray   # normalised (and whitened, when the recipe whitens)
+    labels: np.ndarray
+    dataset: str         # the target's name
+    origin: str          # the file or TFDS builder it was read from
+
+
+def load_test_split(distilled: DistilledSet, target: str | None = None,
+                    data_dir: str | None = None, download: bool = False) -> TargetTestSplit:
+    """The test split a set's models are measured on: its target's official test split,
+    or the recorded re-split of it the run made (checked to be the same images), read
+    from `data_dir` (or TFDS). `target`: another name or path for the set's own target
+    (a set made on a user's file, moved elsewhere), checked to hold the same arrays."""
+    from kerasdistill.data.loading import load_dataset
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.data.resplit import as_target
+    name = target or distilled.metadata["target"]
+    raw = load_dataset(name, data_dir, download)
+    if distilled.metadata.get("target_split", "official") != "official":
+        raw = as_target(raw, distilled.metadata["target_split"])
+    raw.require("test", "a distilled set's models (they are tested on the test split)")
+    _check_same_resplit(raw, distilled.metadata.get("target_resplit"))
+    _check_same_user_data(distilled.metadata, name)
+    return TargetTestSplit(images=distilled.preprocess(raw.test_images),
+                     labels=np.asarray(raw.test_labels), dataset=get_dataset_spec(name).name,
+                     origin=raw.origin)
+
+
+def _check_same_resplit(target, recorded: dict | None):
+    """A re-split target must give the same test images as the run's (same data, same
+    rule): the recorded positions' fingerprint says so."""
+    if recorded is None or target.resplit is None:
+        return
+    for key in ("train_positions_sha256", "test_positions_sha256", "test_images_sha256"):
+        if key in recorded and recorded[key] != target.resplit[key]:
+            raise DistillError(f"the re-split of {target.origin} differs from the one the set "
+                               f"was made with ({key} {target.resplit[key]} against "
+                               f"{recorded.get(key)}): other data than the run's?")
+
+
+def _check_same_user_data(metadata: dict, target: str):
+    """A set made on a user's own file is tested on that file's arrays, not on whatever
+    the path holds today; and a set of a registered dataset on that dataset."""
+    from kerasdistill.data.registry import get_dataset_spec
+    from kerasdistill.data.user_data import check_same_arrays
+    recorded = metadata.get("target_fingerprint")
+    if recorded is None and get_dataset_spec(target).fingerprint is None:
+        if target != metadata["target"]:
+            raise DistillError(f"--target={target}: the set was made for {metadata['target']}")
+        return
+    if recorded is None:
+        raise DistillError(f"--target={target} is your own data; the set was made for "
+                           f"{metadata['target']}")
+    check_same_arrays(target, recorded, "the set was made with")
+
+
 def train_on_distilled(distilled: DistilledSet, settings: TrainSettings, test_images,
                        test_labels, tensorboard_dir: str | None = None,
                        verbose: int = 0) -> dict:
@@ -144,3 +203,17 @@ def _ridge_regression_accuracies(distilled, settings, factory, seeds, test_image
             print(f"model {index + 1}/{settings.repetitions} (ridge regression): test accuracy "
                   f"{100 * accuracy:.2f} %", file=sys.stderr)
     return accuracies
+
+
+def check_ready_set(card, repetitions: int, data_dir: str | None = None,
+                    download: bool = False) -> float:
+    """Retrains `repetitions` models on the ready set `card` (kerasdistill.sets) with its
+    recipe, tests them on its target's test split, and raises DistillError unless their
+    mean is within the card's tolerance of its accuracy. Returns that mean in %."""
+    from kerasdistill.export.distilled_set import load_distilled
+    from kerasdistill.sets import check_card
+    distilled = load_distilled(card.path)
+    settings = resolve_train_settings(TrainSettings(repetitions=repetitions), distilled)
+    test = load_test_split(distilled, data_dir=data_dir, download=download)
+    results = train_on_distilled(distilled, settings, test.images, test.labels)
+    return check_card(card, results["test_accuracies"])

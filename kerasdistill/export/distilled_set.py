@@ -27,12 +27,12 @@ from kerasdistill.config import WHITENINGS
 from kerasdistill.data.whitening import ZCAStatistics
 from kerasdistill.errors import DistillError
 from kerasdistill.files import atomic_directory, read_json, write_json_atomic
+from kerasdistill.sets import METADATA_FILE, distilled_set_folder
 
 FORMAT = "kerasdistill.distilled_set"
 FORMAT_VERSION = 1
 DATASET_NAME = "distilled_set"
 TFDS_VERSION = "1.0.0"
-METADATA_FILE = "distilled_set.json"
 NPZ_FILE = "distilled_set.npz"
 WHITENING_FILE = "zca_whitening.npz"
 _FILE_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -203,16 +203,18 @@ def _jsonable(value):
     return value
 
 
-def check_replaceable(path: str, flag: str = "--output_dir"):
-    """Raises DistillError unless `path` is absent or already a distilled set: writing a
-    set replaces the folder whole, and must never replace anything else (a run, runs/)."""
+def check_replaceable(path: str, flag: str = "--output_dir", formats=(FORMAT,)):
+    """Raises DistillError unless `path` is absent or already a distilled set (of one of
+    `formats`): writing a set replaces the folder whole, and must never replace anything
+    else (a run, runs/)."""
     from kerasdistill.files import check_creatable
     if os.path.exists(path):
         metadata_path = os.path.join(path, METADATA_FILE)
         is_set = os.path.isdir(path) and os.path.exists(metadata_path)
         if is_set:
             try:
-                is_set = read_json(metadata_path, "distilled set metadata").get("format") == FORMAT
+                is_set = read_json(metadata_path, "distilled set metadata").get(
+                    "format") in formats
             except DistillError:
                 is_set = False
         if not is_set:
@@ -238,11 +240,16 @@ def write_distilled_set(distilled: DistilledSet, path: str) -> str:
         shard = template.sharded_filepath(shard_index=0, num_shards=1)
         with tf.io.TFRecordWriter(os.fspath(shard)) as writer:
             for i in range(len(distilled)):
-                writer.write(features.serialize_example({
+                record = features.serialize_example({
                     "image": np.asarray(distilled.images[i], np.uint8),
                     "soft_label": np.asarray(distilled.soft_labels[i], np.float32),
                     "source_index": int(distilled.source_indices[i]),
-                    "source_label": int(distilled.source_labels[i])}))
+                    "source_label": int(distilled.source_labels[i])})
+                # An Example's features are a protobuf map, serialised in hash order: the
+                # same set gave different bytes per process. In key order, a set written
+                # twice is the same file (the shipped sets are checked byte for byte).
+                writer.write(tf.train.Example.FromString(record).SerializeToString(
+                    deterministic=True))
         split = tfds.core.SplitInfo(name="train", shard_lengths=[len(distilled)],
                                     num_bytes=os.path.getsize(shard),
                                     filename_template=template)
@@ -268,15 +275,19 @@ def write_distilled_set(distilled: DistilledSet, path: str) -> str:
 
 
 def load_distilled(path: str) -> DistilledSet:
-    """Reads a distilled set written by kerasdistill (a run's `distilled_set/`).
+    """Reads a distilled set written by kerasdistill: a folder (a run's `distilled_set/`),
+    or the name of a ready set shipped with the package (`kerasdistill/sets`, e.g.
+    "mnist/n100/ld"; `python -m experiments.sets` lists them). A folder that exists
+    wins over a ready set of the same name.
 
     The images and labels come from the TFDS records (through
     `tfds.builder_from_directory`), the recipe from distilled_set.json.
 
     Raises:
-      DistillError: the folder is missing, not a distilled set, or damaged.
+      DistillError: no such folder or ready set, not a distilled set, or damaged.
     """
     import tensorflow_datasets as tfds
+    path = distilled_set_folder(path)
     metadata_path = os.path.join(path, METADATA_FILE)
     if not os.path.isdir(path):
         raise DistillError(f"{path} is not a folder (expected a distilled set, e.g. a run's "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from kerasdistill.budget import protocol_budget
-from kerasdistill.config import BUDGETS, DistillConfig
+from kerasdistill.config import BUDGETS, RECIPES, DistillConfig
 from kerasdistill.errors import DistillError, require_one_of
 from kerasdistill.evaluation.transfer import transfer_key
 from kerasdistill.experiment import ExperimentConfig
@@ -367,9 +367,8 @@ _CROSS_SCRIPT_COLUMNS = ("teacher", "teacher_epochs_searched", "ld_teacher_softm
                          "ld_teacher_softmax_horizon200", "ld_teacher_softmax_horizon200_e6")
 _ROW_COLUMNS = {"emnist_to_kmnist_n100_lenet": _CROSS_SCRIPT_COLUMNS,
                 "emnist_to_mnist_n100_lenet": _CROSS_SCRIPT_COLUMNS}
-_HORIZON = {"label_init": "teacher", "label_parameterization": "softmax",
-            "validation_steps": "search", "horizon_steps": 200, "hypergradient": "reverse",
-            "label_learning_rate": 0.01, "epochs": 2, "validation_every_epochs": 1}
+# The horizon recipe, as --recipe=horizon sets it (kerasdistill/config.py).
+_HORIZON = RECIPES["horizon"]
 # Columns: (folder key, title, ExperimentConfig settings). Item 2's look-ahead is run
 # from the teacher's labels, the best start of the cells before it.
 BEYOND_COLUMNS = (
