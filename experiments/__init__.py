@@ -22,13 +22,17 @@ def quiet_tensorflow_start_up():
     """While TensorFlow loads and probes its devices, stderr's file descriptor goes to a
     temporary file; afterwards every line but TensorFlow's known start-up lines is
     printed back, so the first screen of a command is the project's and nothing else is
-    lost. Not when the user set TF_CPP_MIN_LOG_LEVEL: they chose what to see."""
+    lost. Later INFO lines of TensorFlow's C++ code (e.g. tf.data's buffer sizes), which
+    TF_CPP_MIN_LOG_LEVEL does govern once logging is set up, are hidden by setting it to 1
+    (warnings and errors still show). Not when the user set TF_CPP_MIN_LOG_LEVEL: they
+    chose what to see."""
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         yield
         return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
             yield
@@ -84,6 +88,10 @@ COMMANDS = ("distill", "train", "export", "reproduce", "sets", "summarize", "ben
 def launch():
     """`kerasdistill COMMAND [--flags]`: runs the command's module as `python -m` would."""
     import runpy
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help", "help"):
+        print(f"usage: kerasdistill COMMAND [--flags], COMMAND one of {', '.join(COMMANDS)}; "
+              f"kerasdistill COMMAND --help lists its flags (docs/commands.md)")
+        sys.exit(0)
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         asked = f"unknown command {sys.argv[1]!r}; " if len(sys.argv) > 1 and \
             not sys.argv[1].startswith("-") else ""

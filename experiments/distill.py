@@ -19,12 +19,15 @@ import sys
 
 from absl import app, flags
 
+from kerasdistill.config import RecipeChoice
+
 from . import entry_point
 from .flags import apply_recipe, config_from_flags, define_config_flags
 
 FLAGS = flags.FLAGS
 # Every option of the run is defined once, in kerasdistill/config.py; these are its flags.
 define_config_flags()
+define_config_flags((RecipeChoice,))
 flags.DEFINE_string("model_dir", None, "Output folder (config, results, checkpoint).")
 flags.DEFINE_boolean("verbose", True, "Show progress.")
 

@@ -79,19 +79,28 @@ def _check(cards):
 def _build():
     import shutil
 
+    import tempfile
+
     from kerasdistill import sets
     from kerasdistill.errors import DistillError
     from kerasdistill.export.run_export import export_run
-    for entry in sets.entries():
-        if not os.path.isdir(entry["run"]):
-            raise DistillError(f"--build reads the committed run folders: {entry['run']} is "
-                               f"not here (run it from the checkout's root)")
-        folder = os.path.join(os.path.dirname(sets.__file__), *entry["name"].split("/"))
-        if os.path.exists(folder):
-            shutil.rmtree(folder)
-        os.makedirs(os.path.dirname(folder), exist_ok=True)
-        export_run(entry["run"], folder, FLAGS.data_dir, plots_dir="", download=FLAGS.download)
-        print(f"{entry['name']}: exported from {entry['run']}", file=sys.stderr)
+    missing = [entry["run"] for entry in sets.entries() if not os.path.isdir(entry["run"])]
+    if missing:
+        raise DistillError(f"--build reads the committed run folders, and "
+                           f"{', '.join(missing)} are not here (run it from the checkout's "
+                           f"root)")
+    # Every set exported first, then moved in: a failure leaves the shipped sets as they were.
+    with tempfile.TemporaryDirectory() as staging:
+        for index, entry in enumerate(sets.entries()):
+            export_run(entry["run"], os.path.join(staging, str(index)), FLAGS.data_dir,
+                       plots_dir="", download=FLAGS.download)
+            print(f"{entry['name']}: exported from {entry['run']}", file=sys.stderr)
+        for index, entry in enumerate(sets.entries()):
+            folder = sets.set_folder(entry["name"])
+            if os.path.exists(folder):
+                shutil.rmtree(folder)
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+            shutil.move(os.path.join(staging, str(index)), folder)
 
 
 def _run():

@@ -41,12 +41,12 @@ flags.DEFINE_boolean("verbose", True, "Keras progress bars and a line per model.
 
 
 def _run():
-    from kerasdistill import __version__
     from kerasdistill.errors import DistillError
     from kerasdistill.evaluation.train_distilled import (load_test_split, resolve_train_settings,
                                                          train_on_distilled)
     from kerasdistill.export.distilled_set import load_distilled
     from kerasdistill.files import check_creatable
+    from kerasdistill.version import __version__
 
     if not FLAGS.distilled:
         raise DistillError("--distilled is required: a distilled set folder, e.g. "
@@ -86,8 +86,8 @@ def _run():
 
 def _write_output_json(path: str, results: dict):
     """The results; named results.json, with the settings as config.json beside them."""
-    from kerasdistill import __version__
     from kerasdistill.files import prepare_output_dir, write_json_atomic
+    from kerasdistill.version import __version__
     folder = os.path.dirname(path)
     if folder:
         prepare_output_dir(folder, "--output_json")

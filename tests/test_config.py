@@ -13,12 +13,12 @@ import pytest
 from absl import flags
 
 from experiments.flags import config_from_flags, config_values, define_config_flags
-from kerasdistill.config import (DistillConfig, ExperimentConfig, TrainSettings, identity_rules,
-                                 identity_settings, option, options_of, positive)
+from kerasdistill.config import (DistillConfig, ExperimentConfig, RecipeChoice, TrainSettings,
+                                 identity_rules, identity_settings, option, options_of, positive)
 from kerasdistill.errors import DistillError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = (DistillConfig, ExperimentConfig, TrainSettings)
+CONFIGS = (DistillConfig, ExperimentConfig, TrainSettings, RecipeChoice)
 
 
 def _distill(**changes):
@@ -90,8 +90,7 @@ def test_every_flag_has_its_line_in_the_commands_doc():
 
 def test_identity_rules_come_from_the_definitions():
     rules = identity_rules()
-    # recipe: what it sets is in the identity, so its name need not be.
-    assert rules.free == {"recipe", "data_dir", "download", "test_repetitions",
+    assert rules.free == {"data_dir", "download", "test_repetitions",
                           "eval_architectures", "eval_optimizers", "step_offsets",
                           "transfer_repetitions", "distill.jit_compile", "distill.steps_per_call",
                           "distill.distribute"}

@@ -197,3 +197,13 @@ def test_every_documented_command_names_only_flags_its_command_has():
     unknown = [f"{path}: {module} --{name}" for path, module, names in commands
                for name in names if name not in defined[module]]
     assert unknown == []
+
+
+def test_the_pytorch_example_trains_on_a_ready_set(shared_data_dir):
+    """docs/distilled-sets.md's PyTorch example, as written, on the MNIST n = 100 LD set
+    (where PyTorch is installed; the suite's requirements leave it out)."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (not a dependency)")
+    from kerasdistill.sets import find_set
+    from tests.scripts.pytorch_example import run
+    accuracy = run(find_set("mnist/n100/ld").path, os.path.join(shared_data_dir, "mnist.npz"))
+    assert accuracy > 0.8

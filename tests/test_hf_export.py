@@ -107,3 +107,23 @@ def test_the_export_command_writes_a_ready_set_as_hf(tmp_path):
     assert_one_error(missing, "--distilled needs --output_dir")
     both = run_cli("experiments.export", "--distilled=mnist/n10/ld", "--model_dir=x")
     assert_one_error(both, "give one of --model_dir")
+
+
+@pytest.mark.parametrize("name", ["mnist/n100/horizon_crop", "emnist_letters_to_mnist/n100/ld_rr"])
+def test_the_cards_yaml_reads_back_as_the_sets_record(name):
+    """Parsed by a YAML 1.1 reader (PyYAML, where installed): the kerasdistill block is the
+    set's own recipe and normalisation, numbers as numbers."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+    from kerasdistill import load_distilled
+    from kerasdistill.export.hf_format import dataset_card
+    distilled = load_distilled(name)
+    card = dataset_card(distilled)
+    header = yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
+    block = header["kerasdistill"]
+    assert block["recipe"] == distilled.metadata["recipe"]
+    assert block["normalisation"]["mean"] == distilled.metadata["mean"]
+    assert block["test_accuracy"]["models"] == 20
+    assert header["dataset_info"]["splits"] == [{"name": "train", "num_examples": 100}]
+    ridge = distilled.metadata["recipe"]["model_kind"] == "ridge_regression"
+    assert ("learned for ridge-regression models" in card) == ridge
+    assert ("cross-entropy targets" in card) == (not ridge)

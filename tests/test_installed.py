@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -88,14 +89,20 @@ def _check(command, **kwargs):
     return result
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """A fresh virtual environment with the wheel built from this checkout installed
-    (its dependencies from this interpreter's packages: no downloads), used from a folder
-    outside the checkout."""
-    base = tmp_path_factory.mktemp("installed")
+def _installed(base):
+    """A fresh virtual environment with the wheel of this checkout installed (its
+    dependencies from this interpreter's packages: no downloads), used from a folder
+    outside the checkout. The wheel is built from a copy of what it packages, so that no
+    build folder is left in the checkout and nothing left there gets into the wheel."""
+    source = base / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(REPO_ROOT, name), source / name)
+    for folder in ("kerasdistill", "experiments"):
+        shutil.copytree(os.path.join(REPO_ROOT, folder), source / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-            "--quiet", "-w", str(base / "wheel"), REPO_ROOT])
+            "--quiet", "-w", str(base / "wheel"), str(source)])
     wheels = os.listdir(base / "wheel")
     assert len(wheels) == 1 and wheels[0].startswith("kerasdistill-"), wheels
     venv.create(base / "env", system_site_packages=True, with_pip=True)
@@ -109,7 +116,14 @@ def installed(tmp_path_factory):
             "cwd": str(base / "elsewhere")}
 
 
-def test_every_module_imports_from_the_installed_wheel(installed):
+def test_the_installed_wheel_is_a_whole_tool(tmp_path):
+    """One environment (building it takes most of the time), two checks below."""
+    installed = _installed(tmp_path)
+    _every_module_imports(installed)
+    _the_commands_run_and_find_the_ready_sets(installed)
+
+
+def _every_module_imports(installed):
     """Every library module in one process; each command module in its own (each defines
     its flags on absl's global FLAGS, as `python -m` loads one)."""
     run = {"cwd": installed["cwd"], "env": installed["env"]}
@@ -134,7 +148,7 @@ def test_every_module_imports_from_the_installed_wheel(installed):
     assert versions[0] == versions[1]  # pyproject reads version.py: written once
 
 
-def test_the_installed_commands_run_and_find_the_ready_sets(installed):
+def _the_commands_run_and_find_the_ready_sets(installed):
     listing = _check([os.path.join(installed["bin"], "kerasdistill"), "sets"],
                      cwd=installed["cwd"], env=installed["env"])
     assert "| mnist/n100/horizon | mnist | 100 |" in listing.stdout
@@ -155,6 +169,9 @@ def test_the_installed_commands_run_and_find_the_ready_sets(installed):
     unknown = subprocess.run([os.path.join(installed["bin"], "kerasdistill"), "distil"],
                              capture_output=True, text=True, cwd=installed["cwd"])
     assert unknown.returncode == 2 and "unknown command 'distil'" in unknown.stderr
+    helped = subprocess.run([os.path.join(installed["bin"], "kerasdistill"), "--help"],
+                            capture_output=True, text=True, cwd=installed["cwd"])
+    assert helped.returncode == 0 and "COMMAND one of distill, train" in helped.stdout
 
 
 def test_tensorflows_start_up_lines_are_hidden_and_other_lines_kept(capfd, monkeypatch):
@@ -170,7 +187,7 @@ def test_tensorflows_start_up_lines_are_hidden_and_other_lines_kept(capfd, monke
 
 def test_a_command_starts_with_its_own_lines(fake_data_dir, tmp_path):
     """A whole (tiny) run without TF_CPP_MIN_LOG_LEVEL: the budget line comes first, and
-    none of TensorFlow's start-up lines appears anywhere."""
+    none of TensorFlow's start-up lines or C++ INFO lines appears anywhere."""
     from experiments import _START_UP_LINES
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = REPO_ROOT
@@ -184,3 +201,4 @@ def test_a_command_starts_with_its_own_lines(fake_data_dir, tmp_path):
     lines = result.stderr.splitlines()
     assert lines[0].startswith("Budget: "), lines[:5]
     assert not [line for line in lines if _START_UP_LINES.search(line)]
+    assert not [line for line in lines if line.startswith("I0000")]  # TensorFlow's INFO

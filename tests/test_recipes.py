@@ -12,16 +12,18 @@ from absl import flags
 
 from experiments.flags import apply_recipe, config_from_flags, define_config_flags
 from kerasdistill.budget import resolve_budget
-from kerasdistill.config import RECIPES, DistillConfig, ExperimentConfig, options_of
+from kerasdistill.config import RECIPES, DistillConfig, ExperimentConfig, RecipeChoice, options_of
 from tests.conftest import REPO_ROOT, run_cli
 
+# What a recipe may set: the run's options that have a flag.
 OPTION_NAMES = {field.name for config_class in (DistillConfig, ExperimentConfig)
-                for field, _ in options_of(config_class)}
+                for field, info in options_of(config_class) if info.flag}
 
 
 def _flag_values(argv):
     values = flags.FlagValues()
     define_config_flags(flag_values=values)
+    define_config_flags((RecipeChoice,), flag_values=values)
     values(["prog", *argv])
     return values
 
@@ -46,8 +48,7 @@ def test_every_recipe_sets_options_that_exist():
 
 def test_the_paper_recipe_is_the_default_and_changes_nothing():
     config, record = _command_config(["--target=mnist"])
-    assert config.recipe == "paper" and record == {"name": "paper", "settings": {},
-                                                   "overridden": {}}
+    assert record == {"name": "paper", "settings": {}, "overridden": {}}
     assert config.distill.epochs == 400 and config.horizon_steps == 0
 
 
@@ -92,8 +93,18 @@ def test_config_json_records_the_recipe_asked_and_what_it_set(fake_data_dir, tmp
     assert "Recipe horizon: --label_init=teacher" in result.stderr
     with open(tmp_path / "run" / "config.json") as f:
         config = json.load(f)
-    assert config["recipe"] == "horizon" and config["horizon_steps"] == 3
+    assert config["recipe_expansion"]["name"] == "horizon" and config["horizon_steps"] == 3
     assert config["recipe_expansion"]["overridden"] == {"horizon_steps": 3,
                                                         "teacher_epochs": 1}
     assert config["recipe_expansion"]["settings"]["label_init"] == "teacher"
     assert config["distill"]["epochs"] == 2 and config["label_init"] == "teacher"
+
+
+def test_the_commands_doc_spells_the_horizon_recipe_as_the_config_defines_it():
+    import re
+    with open(os.path.join(REPO_ROOT, "docs", "commands.md")) as f:
+        doc = f.read()
+    spelled = re.search(r"`horizon` the whole-run horizon from the teacher's labels \(`([^`]*)`\)",
+                        doc).group(1)
+    written = dict(item.removeprefix("--").split("=") for item in spelled.split())
+    assert written == {name: str(value) for name, value in RECIPES["horizon"].items()}

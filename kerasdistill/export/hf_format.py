@@ -116,6 +116,32 @@ def _yaml(value, indent: int = 0) -> list:
     return lines
 
 
+def _size_category(n: int) -> str:
+    """The Hub's size tag."""
+    for limit, tag in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if n < limit:
+            return tag
+    return "100K<n<1M"
+
+
+def _how_to_train(metadata: dict, recipe: dict, whitening: str) -> str:
+    """The card's instructions: the recipe of an ordinary set, or where an LD RR set's is."""
+    normalise = (f"Normalise each image as `(pixel / 255 - mean) / std` per channel, with mean "
+                 f"{metadata['mean']} and std {metadata['std']}.{whitening}")
+    if recipe.get("model_kind") == "ridge_regression":
+        return (f"{normalise} These labels were learned for ridge-regression models (LD RR): a "
+                f"{metadata['architecture']} feature extractor with a closed-form ridge "
+                f"classifier, trained with their own recipe (in the YAML above), which a plain "
+                f"cross-entropy loop is not. To reach the accuracy above, train with "
+                f"kerasdistill: `python -m experiments.train --distilled=FOLDER` on the TFDS "
+                f"export of this set (its docs/method.md section 2b says how the models "
+                f"train); ordinary models trained on these labels score lower.")
+    return (f"{normalise} Then train `{recipe['optimizer']}` at learning rate "
+            f"{recipe['learning_rate']} for {recipe['num_train_steps']} steps of "
+            f"{recipe['batch_size']} images drawn at random, with the soft labels as "
+            f"cross-entropy targets (augmentation: {recipe.get('augment') or 'none'}).")
+
+
 def dataset_card(distilled: DistilledSet) -> str:
     """The folder's README.md: YAML metadata for the Hub and `datasets`, then prose."""
     metadata = distilled.metadata
@@ -130,7 +156,7 @@ def dataset_card(distilled: DistilledSet) -> str:
         "pretty_name": f"kerasdistill distilled set: {len(distilled)} {metadata['source']} "
                        f"images labelled for {metadata['target']}",
         "tags": ["dataset-distillation", "label-distillation", "soft-labels", "kerasdistill"],
-        "size_categories": ["n<1K"],
+        "size_categories": [_size_category(len(distilled))],
         "configs": [{"config_name": "default",
                      "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
         "dataset_info": {
@@ -165,11 +191,7 @@ so that a {metadata['architecture']} trained from scratch on these images alone 
 
 ## Train on it
 
-Normalise each image as `(pixel / 255 - mean) / std` per channel, with mean
-{metadata['mean']} and std {metadata['std']}.{whitening} Then train
-`{recipe['optimizer']}` at learning rate {recipe['learning_rate']} for
-{recipe['num_train_steps']} steps of {recipe['batch_size']} images drawn at random, with the
-soft labels as cross-entropy targets (augmentation: {recipe.get('augment') or 'none'}).
+{_how_to_train(metadata, recipe, whitening)}
 The whole recipe is in the YAML above and in `distilled_set.json`.
 
 ```python

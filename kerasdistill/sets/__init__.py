@@ -95,17 +95,22 @@ def entries() -> list:
     return catalogue["sets"]
 
 
+def set_folder(name: str) -> str:
+    """Where the ready set `name` is (or, for --build, goes) in the package."""
+    return os.path.join(_HERE, *name.split("/"))
+
+
+def _card(entry: dict) -> Card:
+    path = set_folder(entry["name"])
+    metadata = read_json(os.path.join(path, METADATA_FILE), f"the ready set {entry['name']}")
+    return Card(name=entry["name"], title=entry["title"], recipe=entry["recipe"],
+                budget=entry["budget"], budget_note=entry["budget_note"], run=entry["run"],
+                path=path, metadata=metadata)
+
+
 def catalogue() -> tuple:
     """Every ready set's Card, in the catalogue's order."""
-    cards = []
-    for entry in entries():
-        path = os.path.join(_HERE, *entry["name"].split("/"))
-        metadata = read_json(os.path.join(path, METADATA_FILE),
-                             f"the ready set {entry['name']}")
-        cards.append(Card(name=entry["name"], title=entry["title"], recipe=entry["recipe"],
-                          budget=entry["budget"], budget_note=entry["budget_note"],
-                          run=entry["run"], path=path, metadata=metadata))
-    return tuple(cards)
+    return tuple(_card(entry) for entry in entries())
 
 
 def set_names() -> tuple:
@@ -114,9 +119,9 @@ def set_names() -> tuple:
 
 def find_set(name: str) -> Card:
     """The ready set called `name`; DistillError listing the known names otherwise."""
-    for card in catalogue():
-        if card.name == name:
-            return card
+    for entry in entries():
+        if entry["name"] == name:
+            return _card(entry)  # only this set's files are read
     raise DistillError(f"{name} is not a folder nor a ready set's name (expected a distilled "
                        f"set: a run's <model_dir>/distilled_set, or one of "
                        f"{', '.join(set_names())}; python -m experiments.sets lists them)")
