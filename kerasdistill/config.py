@@ -446,6 +446,14 @@ class ExperimentConfig:
         choices=TEACHER_EPOCH_CHOICES, omitted_at_default=True, applies="teacher")
     teacher_batch_size: int = option(128, "Minibatch size of the teacher's training.",
                                      check=positive, omitted_at_default=True, applies="teacher")
+    # The teacher's own training moves its labels' score by more than a point (its epochs
+    # alone: 1.7 on MNIST n = 100), so a baseline's spread needs teachers of other seeds on
+    # the same base images.
+    teacher_seed: int | None = option(
+        None, "Seed of the teacher's initialisation and minibatch order (default: derived "
+        "from --seed); with the base images fixed by --seed, other values give the teacher "
+        "baseline's spread over teachers.", check=optional(seed_value), item=int,
+        omitted_at_default=True, applies="teacher")
     # Evaluation.
     test_repetitions: int = option(20, "Fresh models trained for the test statistics.",
                                    check=positive, identity=FREE)

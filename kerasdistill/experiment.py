@@ -353,8 +353,9 @@ def _teacher_labelling(config, factory, trainer, inputs: RunInputs, checkpoints,
     begin = time.perf_counter()
     budget = teacher_budget(config)
     epoch_weights = [] if budget.epoch_choice == "search" else None
+    teacher_seed = config.distill.seed if config.teacher_seed is None else config.teacher_seed
     teacher, record = train_teacher(factory, inputs.target, budget,
-                                    derive_seed(config.distill.seed, TEACHER),
+                                    derive_seed(teacher_seed, TEACHER),
                                     verbose=2 if verbose else 0, epoch_weights=epoch_weights)
     teacher_seconds = time.perf_counter() - begin
     labels, num_steps, choice = teacher_labels(teacher, inputs.base_images, trainer, budget,

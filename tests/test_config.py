@@ -102,7 +102,8 @@ def test_identity_rules_come_from_the_definitions():
         "validation_steps": "learner", "learner_pool": 1, "distill.augment": [],
         "distill.validation_models": 1, "horizon_steps": 0, "whitening": "none",
         "zca_regularization": 0.1, "target_split": "official",
-        "teacher_epoch_choice": "best_accuracy", "teacher_batch_size": 128}
+        "teacher_epoch_choice": "best_accuracy", "teacher_batch_size": 128,
+        "teacher_seed": None}
     assert {"distill.num_base_examples", "distill.inner_batch_size", "target"} <= rules.names
 
 

@@ -187,6 +187,24 @@ def test_a_searched_teachers_run_records_every_epoch(tmp_path):
     assert "teacher_epoch_choice" not in run_identity(to_json_dict(resolve(uniform)))
 
 
+def test_another_teacher_seed_is_another_teacher_on_the_same_base_images(tmp_path):
+    """--teacher_seed moves the teacher only: the same base images, other labels; the
+    run's own seed given explicitly is the default teacher."""
+    from kerasdistill.distill.identity import run_identity
+    from kerasdistill.experiment import to_json_dict
+    config = tiny_config(_data_dir(tmp_path), baseline="teacher", teacher_epochs=1,
+                         teacher_temperatures=(1.0,))
+    runs = {name: run_experiment(dataclasses.replace(config, teacher_seed=seed),
+                                 str(tmp_path / name), verbose=False)
+            for name, seed in (("default", None), ("own", config.distill.seed), ("other", 5))}
+    assert runs["default"]["base_indices"] == runs["other"]["base_indices"]
+    np.testing.assert_array_equal(runs["default"]["labels"], runs["own"]["labels"])
+    assert not np.allclose(runs["default"]["labels"], runs["other"]["labels"])
+    assert "teacher_seed" not in run_identity(to_json_dict(resolve(config)))
+    assert run_identity(to_json_dict(resolve(dataclasses.replace(
+        config, teacher_seed=5))))["teacher_seed"] == 5
+
+
 def test_a_high_temperature_teacher_gives_uniform_labels(tmp_path):
     config = tiny_config(_data_dir(tmp_path), baseline="teacher", teacher_epochs=1,
                          teacher_temperatures=(1e6,))

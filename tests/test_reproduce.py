@@ -477,3 +477,20 @@ def test_the_papers_main_cell_is_three_seeds_of_plain_runs():
                for run in cell)
     # The transfer experiments still read the seed-1234 run that carries their entries.
     assert "within_mnist_paper/n100_ld" in folders_of(experiment_plan("step_count", "paper"))
+
+
+def test_other_teachers_share_the_base_images_and_differ_only_by_the_teachers_seed():
+    """The teacher baseline's spread over teachers: for each cross-script row and seed, the
+    teacher-seed columns are the teacher held at its best with only teacher_seed changed."""
+    import dataclasses
+    runs = {run.folder: run.config for run in experiment_plan("beyond", "cpu").runs}
+    for row in ("emnist_to_kmnist_n100_lenet", "emnist_to_mnist_n100_lenet"):
+        for seed in (1234, 0, 465):
+            best = runs[f"beyond_cpu/{row}_teacher_epochs_searched_s{seed}"]
+            assert best.teacher_seed is None and best.teacher_epoch_choice == "search"
+            for teacher_seed in (1, 2):
+                other = runs[f"beyond_cpu/{row}_teacher_epochs_searched_t{teacher_seed}_s{seed}"]
+                assert other == dataclasses.replace(best, teacher_seed=teacher_seed)
+    # Issue 13's rows are left as they were.
+    assert not [folder for folder in runs if folder.startswith("beyond_cpu/mnist_")
+                and "_t1_" in folder]

@@ -363,8 +363,12 @@ BEYOND_ROWS = (
 )
 # The columns of the rows across scripts (issue 26, item 5): the teacher's labels (held at
 # its best: epochs searched on validation too), teacher-init LD and the whole-run horizon.
-_CROSS_SCRIPT_COLUMNS = ("teacher", "teacher_epochs_searched", "ld_teacher_softmax",
-                         "ld_teacher_softmax_horizon200", "ld_teacher_softmax_horizon200_e6")
+# The teacher held at its best is also run with two other teachers (teacher seeds 1 and 2)
+# on the same base images: the baseline's spread over teachers.
+_TEACHER_SEED_COLUMNS = ("teacher_epochs_searched_t1", "teacher_epochs_searched_t2")
+_CROSS_SCRIPT_COLUMNS = ("teacher", "teacher_epochs_searched", *_TEACHER_SEED_COLUMNS,
+                         "ld_teacher_softmax", "ld_teacher_softmax_horizon200",
+                         "ld_teacher_softmax_horizon200_e6")
 _ROW_COLUMNS = {"emnist_to_kmnist_n100_lenet": _CROSS_SCRIPT_COLUMNS,
                 "emnist_to_mnist_n100_lenet": _CROSS_SCRIPT_COLUMNS}
 # The horizon recipe, as --recipe=horizon sets it (kerasdistill/config.py), but for the
@@ -446,10 +450,13 @@ BEYOND_COLUMNS = (
     # temperature (its epochs moved MNIST n = 100's teacher baseline by 1.7 points).
     ("teacher_epochs_searched", "teacher labels, 1-10 epochs searched",
      {"baseline": "teacher", "teacher_epoch_choice": "search", "teacher_epochs": 10}),
+    *((f"teacher_epochs_searched_t{seed}", f"teacher labels, 1-10 epochs searched, teacher "
+       f"seed {seed}", {"baseline": "teacher", "teacher_epoch_choice": "search",
+                        "teacher_epochs": 10, "teacher_seed": seed}) for seed in (1, 2)),
 )
 # Issue 13's rows have every column but the ones added for issue 26's rows.
 _ISSUE13_COLUMNS = tuple(key for key, _, _ in BEYOND_COLUMNS
-                         if key != "teacher_epochs_searched")
+                         if key not in ("teacher_epochs_searched", *_TEACHER_SEED_COLUMNS))
 _SMOKE_BEYOND_COLUMNS = ("ld_uniform", "teacher", "ld_teacher", "ld_teacher_search",
                          "ld_teacher_softmax_k2")
 
