@@ -13,7 +13,8 @@ import sys
 
 from absl import flags
 
-from kerasdistill.config import FIELD_DEFAULT, RECIPES, DistillConfig, ExperimentConfig, options_of
+from kerasdistill.config import (FIELD_DEFAULT, RECIPES, DistillConfig, ExperimentConfig,
+                                 json_value, options_of)
 from kerasdistill.errors import DistillError
 
 # Flags are text; these options' values are not.
@@ -105,9 +106,6 @@ def apply_recipe(flag_values=flags.FLAGS) -> dict:
         else:
             # A list flag holds its items as text, as if typed.
             flag.value = [str(item) for item in value] if isinstance(value, tuple) else value
-            settings[option_name] = _jsonable(value)
+            settings[option_name] = json_value(value)
     return {"name": name, "settings": settings, "overridden": overridden}
 
-
-def _jsonable(value):
-    return list(value) if isinstance(value, tuple) else value

@@ -609,7 +609,8 @@ def to_json_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-def _jsonable(value):
+def json_value(value):
+    """A setting as config.json holds it (tuples as lists)."""
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -621,7 +622,7 @@ def identity_settings(config: DistillConfig) -> dict:
         value = getattr(config, field.name)
         if info.identity != IDENTITY or (info.omitted_at_default and value == field.default):
             continue
-        settings[field.name] = _jsonable(value)
+        settings[field.name] = json_value(value)
     return settings
 
 
@@ -646,13 +647,13 @@ def identity_rules() -> IdentityRules:
             name = prefix + field.name
             names.add(name)
             if field.default is not dataclasses.MISSING:
-                defaults[name] = _jsonable(field.default)
+                defaults[name] = json_value(field.default)
             if info.identity == FREE:
                 free.add(name)
             elif info.identity == EXTENSIBLE:
                 extensible.add(name)
             if info.omitted_at_default:
-                omitted[name] = _jsonable(field.default)
+                omitted[name] = json_value(field.default)
             if info.applies is not None:
                 applies[name] = info.applies
     return IdentityRules(frozenset(names), defaults, applies, frozenset(free),
