@@ -12,8 +12,8 @@ and checked against the classes the run recorded for them.
 
 --format=hf writes a Hugging Face `datasets` folder instead (Parquet shards and a dataset
 card; kerasdistill/export/hf_format.py), of a run (--model_dir, whose own set is written
-or copied first) or of any set (--distilled: a set's folder or a ready set's name). It
-needs pyarrow: pip install "kerasdistill[hf]".
+or copied first) or of any set (--distilled: a set's folder or a ready set's name; its pictures, but the
+validation curve, with --plots_dir). It needs pyarrow: pip install "kerasdistill[hf]".
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ flags.DEFINE_string("output_dir", None, "Where the set goes (default: <model_dir
                     "distilled_set, or <model_dir>/distilled_set_hf with --format=hf; "
                     "required with --distilled).")
 flags.DEFINE_string("plots_dir", None, "Where the pictures go (default: <model_dir>/plots; "
-                    "'' for none).")
-# Where the data are, for a rebuild: the same options as experiments.distill's (its
-# default is the run's own --data_dir).
+                    "'' for none; with --distilled, none unless given).")
+# Where the data are, for a rebuild of a run's set: the same options as
+# experiments.distill's (its default is the run's own --data_dir). A set given by
+# --distilled holds its images, so these are refused with it rather than ignored.
 define_config_flags((ExperimentConfig,), only=("data_dir", "download"))
 
 
@@ -86,13 +87,26 @@ def _write_hf(distilled, path) -> str:
 def _rewrite_set():
     from kerasdistill.errors import DistillError
     from kerasdistill.export.distilled_set import load_distilled, write_distilled_set
+    from kerasdistill.export.run_export import write_set_plots
+    from kerasdistill.files import check_creatable
     if not FLAGS.output_dir:
         raise DistillError("--distilled needs --output_dir: where the set goes")
+    for name in ("data_dir", "download"):
+        if FLAGS[name].present:
+            raise DistillError(f"--{name} is for rebuilding a run's set (--model_dir); a set "
+                               f"given by --distilled holds its own images")
+    if FLAGS.plots_dir:
+        check_creatable(FLAGS.plots_dir, "--plots_dir")  # before anything is written
+    distilled = load_distilled(FLAGS.distilled)
     if FLAGS.format == "hf":
         _check_hf_output(FLAGS.output_dir)
-        print(_write_hf(load_distilled(FLAGS.distilled), FLAGS.output_dir))
+        written = _write_hf(distilled, FLAGS.output_dir)
     else:
-        print(write_distilled_set(load_distilled(FLAGS.distilled), FLAGS.output_dir))
+        written = write_distilled_set(distilled, FLAGS.output_dir)
+    if FLAGS.plots_dir:
+        plots = write_set_plots(distilled, FLAGS.plots_dir)
+        print(f"plots: {', '.join(plots) or 'none'}", file=sys.stderr)
+    print(written)
 
 
 main = entry_point(_run)

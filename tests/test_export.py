@@ -13,7 +13,8 @@ from kerasdistill.errors import DistillError
 from kerasdistill.export.distilled_set import DistilledSet, load_distilled
 from kerasdistill.export.label_analysis import analyse_labels, label_entropy, top_k
 from kerasdistill.export.run_export import export_run
-from tests.conftest import REPO_ROOT, make_finished_runs, run_folder_without_its_set, write_fake_npz
+from tests.conftest import (REPO_ROOT, assert_one_error, make_finished_runs, run_cli,
+                            run_folder_without_its_set, write_fake_npz)
 
 
 @pytest.fixture(scope="module")
@@ -363,3 +364,20 @@ def test_plain_keras_script_trains_on_a_set(finished_runs):
     accuracy = train_one(os.path.join(runs["true"][0], "distilled_set"),
                          os.path.join(data_dir, "mnist.npz"), seed=0)
     assert accuracy > 0.5  # true labels of the easy fake classes
+
+
+def test_the_export_command_draws_a_sets_pictures_and_refuses_rebuild_options(tmp_path):
+    """--distilled: --plots_dir draws the pictures a set holds what for (not the run's
+    validation curve); --data_dir would rebuild nothing, so it is refused, not ignored."""
+    result = run_cli("experiments.export", "--distilled=mnist/n10/ld",
+                     f"--output_dir={tmp_path}/set", f"--plots_dir={tmp_path}/plots")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / "plots")) == [
+        "base_images.png", "label_mass_heatmap.png", "label_statistics.png"]
+    assert os.path.exists(tmp_path / "set" / "distilled_set.json")
+    for flag in ("--data_dir=elsewhere", "--download"):
+        refused = run_cli("experiments.export", "--distilled=mnist/n10/ld", flag,
+                          f"--output_dir={tmp_path}/other")
+        assert_one_error(refused, f"{flag.split('=')[0]} is for rebuilding a run's set")
+        assert not os.path.exists(tmp_path / "other")
+

@@ -122,6 +122,17 @@ def write_run_products(config: dict, results: dict, base_images: np.ndarray, rec
     return RunProducts(distilled, analysis, _plots(distilled, analysis, results, plots_dir))
 
 
+def write_set_plots(distilled: DistilledSet, plots_dir: str) -> list:
+    """The pictures of a set without its run (a ready set, or one a colleague sent): all
+    but the validation curve, which only a run's results.json holds."""
+    metadata = distilled.metadata
+    analysis = metadata.get("label_analysis") or analyse_labels(
+        distilled.soft_labels, distilled.source_labels, len(metadata["source_class_names"]),
+        metadata["source"] == metadata["target"])
+    check_creatable(plots_dir, "--plots_dir")
+    return _plots(distilled, analysis, {}, plots_dir)
+
+
 def _plots(distilled: DistilledSet, analysis: dict, results: dict,
            plots_dir: str | None) -> list:
     """The pictures' file names (none without `plots_dir`)."""
