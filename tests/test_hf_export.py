@@ -124,6 +124,9 @@ def test_the_cards_yaml_reads_back_as_the_sets_record(name):
     assert block["normalisation"]["mean"] == distilled.metadata["mean"]
     assert block["test_accuracy"]["models"] == 20
     assert header["dataset_info"]["splits"] == [{"name": "train", "num_examples": 100}]
+    # A fixed-length list, as the Parquet schema says: datasets reads `length` beside it.
+    assert header["dataset_info"]["features"][1] == {
+        "name": "soft_label", "sequence": "float32", "length": distilled.num_classes}
     ridge = distilled.metadata["recipe"]["model_kind"] == "ridge_regression"
     assert ("learned for ridge-regression models" in card) == ridge
     assert ("cross-entropy targets" in card) == (not ridge)

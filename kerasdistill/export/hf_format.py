@@ -161,7 +161,8 @@ def dataset_card(distilled: DistilledSet) -> str:
                      "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
         "dataset_info": {
             "features": [{"name": "image", "dtype": "image"},
-                         {"name": "soft_label", "sequence": "float32"},
+                         {"name": "soft_label", "sequence": "float32",
+                          "length": distilled.num_classes},
                          {"name": "source_index", "dtype": "int64"},
                          {"name": "source_label", "dtype": "int64"}],
             "splits": [{"name": "train", "num_examples": len(distilled)}]},
