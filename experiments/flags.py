@@ -17,8 +17,11 @@ from kerasdistill.config import (FIELD_DEFAULT, RECIPES, DistillConfig, Experime
                                  json_value, options_of)
 from kerasdistill.errors import DistillError
 
-# Flags are text; these options' values are not.
-_JIT_FLAG = {"auto": "auto", "true": True, "false": False}
+
+def _choice_text(value) -> str:
+    """A choice as a flag spells it: flags are text, and some choices are not (jit_compile's
+    True and False are --jit_compile=true / false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _kind(field) -> str:
@@ -44,11 +47,9 @@ def define_config_flags(config_classes=(DistillConfig, ExperimentConfig), skip=(
                 continue
             default = _flag_default(field, info)
             name, text = field.name, info.help
-            if field.name == "jit_compile":
-                flags.DEFINE_enum(name, "auto", list(_JIT_FLAG), text, flag_values=flag_values,
-                                  module_name=module)
-            elif info.choices is not None:
-                flags.DEFINE_enum(name, default, list(info.choices), text,
+            if info.choices is not None:
+                flags.DEFINE_enum(name, None if default is None else _choice_text(default),
+                                  [_choice_text(choice) for choice in info.choices], text,
                                   flag_values=flag_values, module_name=module)
             else:
                 define = {"tuple": flags.DEFINE_list, "bool": flags.DEFINE_boolean,
@@ -60,8 +61,8 @@ def define_config_flags(config_classes=(DistillConfig, ExperimentConfig), skip=(
 
 
 def _value(field, info, raw):
-    if field.name == "jit_compile":
-        return _JIT_FLAG[raw]
+    if info.choices is not None and raw is not None:
+        return {_choice_text(choice): choice for choice in info.choices}[raw]
     if isinstance(raw, list):  # DEFINE_list: text items
         kind = info.item or str
         try:

@@ -138,8 +138,10 @@ def test_each_option_is_a_flag_with_its_default_and_choices():
                 continue
             flag = values[field.name]
             assert flag.help.endswith(info.help)  # enums put their choices first
-            if info.choices is not None and field.name != "jit_compile":
-                assert tuple(flag.parser.enum_values) == info.choices
+            if info.choices is not None:  # as text: jit_compile's True is "true"
+                assert tuple(flag.parser.enum_values) == tuple(
+                    str(choice).lower() if isinstance(choice, bool) else choice
+                    for choice in info.choices)
     assert values["num_base_examples"].default == 100     # the flag's own default
     assert values["epochs"].default is None                # the budget table fills it
     assert values["teacher_temperatures"].default == ["1.0", "2.0", "4.0", "8.0", "16.0"]
@@ -152,6 +154,9 @@ def test_flags_read_back_into_the_config_they_describe():
     config = config_from_flags(values, inner_batch_size=50, epochs=3)
     assert config.distill.seed == 7 and config.distill.epochs == 3
     assert config.distill.augment == ("crop", "flip") and config.distill.jit_compile is False
+    for text, value in (("true", True), ("auto", "auto")):
+        assert config_from_flags(_flag_values(argv=[f"--jit_compile={text}"]),
+                                 inner_batch_size=50, epochs=3).distill.jit_compile == value
     assert config.step_offsets == (-5, 5) and config.teacher_temperatures == (2.0, 4.0)
     assert config.target == "fashion_mnist"
     with pytest.raises(DistillError, match="--step_offsets takes whole numbers, got 1,x"):
