@@ -482,11 +482,8 @@ class ExperimentConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "teacher_temperatures",
                            tuple(float(t) for t in self.teacher_temperatures))
-        self.check()
-
-    def check(self):
-        """Runs every option's check and the rules between options again (construction
-        ran them; a config changed by `dataclasses.replace` runs them too)."""
+        # Every option's own check, then the rules between options (dataclasses.replace
+        # constructs anew, so a changed config is checked too).
         check_options(self)
         check_rules(self)
 

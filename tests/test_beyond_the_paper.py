@@ -358,9 +358,9 @@ def test_searched_validation_settings():
     assert run_identity(searched)["validation_steps"] == "search"
     assert "baseline_max_steps" in run_identity(searched)
     with pytest.raises(DistillError, match="validation_steps must be one of"):
-        tiny_config(None, validation_steps="sometimes").check()
+        tiny_config(None, validation_steps="sometimes")
     with pytest.raises(DistillError, match="a baseline always searches"):
-        tiny_config(None, validation_steps="search", baseline="true_labels").check()
+        tiny_config(None, validation_steps="search", baseline="true_labels")
 
 
 def test_library_identity_tells_unrolls_apart_and_keeps_clip_as_before():
