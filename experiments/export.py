@@ -12,8 +12,9 @@ and checked against the classes the run recorded for them.
 
 --format=hf writes a Hugging Face `datasets` folder instead (Parquet shards and a dataset
 card; kerasdistill/export/hf_format.py), of a run (--model_dir, whose own set is written
-or copied first) or of any set (--distilled: a set's folder or a ready set's name; its pictures, but the
-validation curve, with --plots_dir). It needs pyarrow: pip install "kerasdistill[hf]".
+or copied first) or of any set (--distilled: a set's folder or a ready set's name). It
+needs pyarrow: pip install "kerasdistill[hf]". --distilled with --plots_dir draws all the
+set's pictures but the validation curve, which only a run holds.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _write_hf(distilled, path) -> str:
 def _rewrite_set():
     from kerasdistill.errors import DistillError
     from kerasdistill.export.distilled_set import load_distilled, write_distilled_set
-    from kerasdistill.export.run_export import write_set_plots
+    from kerasdistill.export.run_export import check_plottable, write_set_plots
     from kerasdistill.files import check_creatable
     if not FLAGS.output_dir:
         raise DistillError("--distilled needs --output_dir: where the set goes")
@@ -98,6 +99,8 @@ def _rewrite_set():
     if FLAGS.plots_dir:
         check_creatable(FLAGS.plots_dir, "--plots_dir")  # before anything is written
     distilled = load_distilled(FLAGS.distilled)
+    if FLAGS.plots_dir:
+        check_plottable(distilled, FLAGS.distilled)
     if FLAGS.format == "hf":
         _check_hf_output(FLAGS.output_dir)
         written = _write_hf(distilled, FLAGS.output_dir)

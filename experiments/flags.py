@@ -62,7 +62,11 @@ def define_config_flags(config_classes=(DistillConfig, ExperimentConfig), skip=(
 
 def _value(field, info, raw):
     if info.choices is not None and raw is not None:
-        return {_choice_text(choice): choice for choice in info.choices}[raw]
+        by_text = {_choice_text(choice): choice for choice in info.choices}
+        if raw not in by_text:  # absl checks typed values; this catches a recipe's
+            raise DistillError(f"--{field.name} must be one of {', '.join(by_text)}, "
+                               f"got {raw!r}")
+        return by_text[raw]
     if isinstance(raw, list):  # DEFINE_list: text items
         kind = info.item or str
         try:
@@ -105,8 +109,13 @@ def apply_recipe(flag_values=flags.FLAGS) -> dict:
         if flag.present:
             overridden[option_name] = flag.value
         else:
-            # A list flag holds its items as text, as if typed.
-            flag.value = [str(item) for item in value] if isinstance(value, tuple) else value
+            # A flag holds text, as if typed: a list flag its items, an enum its choice.
+            if isinstance(value, tuple):
+                flag.value = [str(item) for item in value]
+            elif isinstance(flag.parser, flags.EnumParser):
+                flag.value = _choice_text(value)
+            else:
+                flag.value = value
             settings[option_name] = json_value(value)
     return {"name": name, "settings": settings, "overridden": overridden}
 

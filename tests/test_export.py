@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kerasdistill.errors import DistillError
-from kerasdistill.export.distilled_set import DistilledSet, load_distilled
+from kerasdistill.export.distilled_set import DistilledSet, load_distilled, write_distilled_set
 from kerasdistill.export.label_analysis import analyse_labels, label_entropy, top_k
 from kerasdistill.export.run_export import export_run
 from tests.conftest import (REPO_ROOT, assert_one_error, make_finished_runs, run_cli,
@@ -381,3 +381,19 @@ def test_the_export_command_draws_a_sets_pictures_and_refuses_rebuild_options(tm
         assert_one_error(refused, f"{flag.split('=')[0]} is for rebuilding a run's set")
         assert not os.path.exists(tmp_path / "other")
 
+
+def test_a_set_without_what_its_pictures_name_is_refused_before_anything_is_written(tmp_path):
+    """A set made by hand may hold only the required metadata: --plots_dir then gives one
+    error, and no set is written half-drawn."""
+    from kerasdistill.export.run_export import PLOT_METADATA
+    ready = load_distilled("mnist/n10/ld")
+    bare = DistilledSet(images=ready.images, soft_labels=ready.soft_labels,
+                        source_indices=ready.source_indices, source_labels=ready.source_labels,
+                        metadata={key: value for key, value in ready.metadata.items()
+                                  if key not in PLOT_METADATA})
+    write_distilled_set(bare, str(tmp_path / "bare"))
+    refused = run_cli("experiments.export", f"--distilled={tmp_path / 'bare'}",
+                      f"--output_dir={tmp_path}/out", f"--plots_dir={tmp_path}/plots")
+    assert_one_error(refused, "cannot be drawn: its metadata lacks source, class_names, "
+                              "source_class_names")
+    assert not os.path.exists(tmp_path / "out") and not os.path.exists(tmp_path / "plots")

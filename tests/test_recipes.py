@@ -63,6 +63,19 @@ def test_the_horizon_recipe_expands_and_a_flag_given_wins():
                                   if key != "epochs"}
 
 
+def test_a_recipes_choices_are_set_as_their_flags_spell_them(monkeypatch):
+    """A recipe holds values (jit_compile's True); the flag holds text ("true"); a value that
+    is no choice is one error, not a KeyError."""
+    from kerasdistill.errors import DistillError
+    monkeypatch.setitem(RECIPES, "horizon", {**RECIPES["horizon"], "jit_compile": True})
+    config, record = _command_config(["--recipe=horizon"])
+    assert config.distill.jit_compile is True and record["settings"]["jit_compile"] is True
+    monkeypatch.setitem(RECIPES, "horizon", {**RECIPES["horizon"], "label_init": "teachr"})
+    with pytest.raises(DistillError, match="--label_init must be one of uniform, one_hot, "
+                                           "teacher, got 'teachr'"):
+        _command_config(["--recipe=horizon"])
+
+
 def test_a_flag_that_contradicts_the_recipe_is_refused_by_its_rule():
     from kerasdistill.errors import DistillError
     with pytest.raises(DistillError, match="needs --validation_steps=search"):

@@ -122,9 +122,23 @@ def write_run_products(config: dict, results: dict, base_images: np.ndarray, rec
     return RunProducts(distilled, analysis, _plots(distilled, analysis, results, plots_dir))
 
 
+# What the pictures read of a set's metadata beyond what every set holds (the target).
+PLOT_METADATA = ("source", "class_names", "source_class_names")
+
+
+def check_plottable(distilled: DistilledSet, where: str):
+    """Refuses, before anything is written, a set whose metadata lacks what the pictures
+    name (a set made by hand may hold only the required keys)."""
+    missing = [key for key in PLOT_METADATA if key not in distilled.metadata]
+    if missing:
+        raise DistillError(f"{where} cannot be drawn: its metadata lacks {', '.join(missing)}; "
+                           f"export it without --plots_dir")
+
+
 def write_set_plots(distilled: DistilledSet, plots_dir: str) -> list:
     """The pictures of a set without its run (a ready set, or one a colleague sent): all
     but the validation curve, which only a run's results.json holds."""
+    check_plottable(distilled, "the set")
     metadata = distilled.metadata
     analysis = metadata.get("label_analysis") or analyse_labels(
         distilled.soft_labels, distilled.source_labels, len(metadata["source_class_names"]),
