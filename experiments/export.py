@@ -96,10 +96,9 @@ def _rewrite_set():
         if FLAGS[name].present:
             raise DistillError(f"--{name} is for rebuilding a run's set (--model_dir); a set "
                                f"given by --distilled holds its own images")
-    if FLAGS.plots_dir:
-        check_creatable(FLAGS.plots_dir, "--plots_dir")  # before anything is written
     distilled = load_distilled(FLAGS.distilled)
-    if FLAGS.plots_dir:
+    if FLAGS.plots_dir:  # both before anything is written
+        check_creatable(FLAGS.plots_dir, "--plots_dir")
         check_plottable(distilled, FLAGS.distilled)
     if FLAGS.format == "hf":
         _check_hf_output(FLAGS.output_dir)
